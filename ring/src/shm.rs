@@ -1,0 +1,443 @@
+//! Raw access to memory that a peer can write.
+//!
+//! This module is the only place in pvio that touches peer-writable memory through a raw
+//! pointer. It keeps two rules (the same two that rust-vmm's `volatile_memory` states):
+//!
+//! 1. **No Rust reference is ever formed over the bytes.** A `&T` or `&[u8]` into memory that
+//!    another party may change at any moment would let the compiler assume the bytes are stable
+//!    (and re-read or cache them at will): that is how double-fetch bugs like Xen's XSA-155 are
+//!    born. Every access here is a relaxed atomic load or store of a `u8`, `u32` or `u64` word,
+//!    which compiles to a plain move on x86-64 and AArch64 but is never merged, split or
+//!    repeated by the compiler, and is not a data race in Rust's memory model even when the
+//!    peer writes concurrently. The only references handed out are to atomics
+//!    ([`SharedU32`]), whose interior mutability makes concurrent peer writes sound.
+//! 2. **Every offset is checked.** Public accessors take an offset and fail with
+//!    [`ShmError`] unless `offset + len` lies inside the region, computed without overflow.
+//!
+//! A [`SharedMem`] is created once, by the `unsafe` constructor [`SharedMem::new`], whose
+//! contract is the only thing the rest of pvio trusts. With the `std` feature,
+//! [`MemfdRegion`](crate::MemfdRegion) owns a shared memfd mapping and hands out views safely.
+//!
+//! Under `cfg(loom)` the region is modelled as an array of loom atomics so that the ring
+//! protocols built on top are model-checked with the same code paths.
+
+use core::marker::PhantomData;
+#[cfg(not(loom))]
+use core::ptr::NonNull;
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::sync::{AtomicU32, Ordering};
+#[cfg(not(loom))]
+use crate::sync::{AtomicU64, AtomicU8};
+
+/// An access to shared memory that was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ShmError {
+    /// `offset + len` does not lie inside the region (or overflows).
+    #[error("access of {len} bytes at offset {offset} lies outside the {size}-byte region")]
+    OutOfBounds {
+        /// Requested offset from the start of the region.
+        offset: usize,
+        /// Requested length in bytes.
+        len: usize,
+        /// Size of the region in bytes.
+        size: usize,
+    },
+    /// An atomic word view was requested at an offset that is not suitably aligned.
+    #[error("offset {offset} is not aligned to {align} bytes")]
+    Misaligned {
+        /// Requested offset from the start of the region.
+        offset: usize,
+        /// Alignment the access needs.
+        align: usize,
+    },
+    /// The base pointer given to [`SharedMem::new`] is null or not 8-byte aligned.
+    #[error("region base address {addr:#x} is null or not 8-byte aligned")]
+    BadBase {
+        /// The rejected address.
+        addr: usize,
+    },
+}
+
+/// A view of memory that another party (a guest, a back end, a device) may read and write
+/// concurrently.
+///
+/// All access is by value through checked, word-atomic accessors; see the
+/// [module documentation](self). A `SharedMem` is a cheap handle: cloning it or taking a
+/// [`slice`](Self::slice) does not copy memory, and every clone refers to the same bytes.
+pub struct SharedMem<'a> {
+    #[cfg(not(loom))]
+    base: NonNull<u8>,
+    #[cfg(loom)]
+    words: std::sync::Arc<[AtomicU32]>,
+    #[cfg(loom)]
+    start: usize,
+    len: usize,
+    _life: PhantomData<&'a [AtomicU8]>,
+}
+
+// SAFETY: a `SharedMem` only ever accesses its memory through atomic operations, which are
+// sound to perform from any thread, concurrently; the constructor's contract guarantees the
+// memory stays valid for `'a` regardless of which thread holds the handle.
+unsafe impl Send for SharedMem<'_> {}
+// SAFETY: as for `Send`: every method takes `&self` and performs only atomic accesses.
+unsafe impl Sync for SharedMem<'_> {}
+
+impl Clone for SharedMem<'_> {
+    fn clone(&self) -> Self {
+        SharedMem {
+            #[cfg(not(loom))]
+            base: self.base,
+            #[cfg(loom)]
+            words: self.words.clone(),
+            #[cfg(loom)]
+            start: self.start,
+            len: self.len,
+            _life: PhantomData,
+        }
+    }
+}
+
+impl core::fmt::Debug for SharedMem<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut d = f.debug_struct("SharedMem");
+        #[cfg(not(loom))]
+        d.field("base", &self.base);
+        d.field("len", &self.len).finish()
+    }
+}
+
+impl<'a> SharedMem<'a> {
+    /// Wraps `len` bytes at `ptr` as shared memory.
+    ///
+    /// The base must be 8-byte aligned (pages always are), so that the word accessors can use
+    /// naturally aligned atomics.
+    ///
+    /// # Safety
+    ///
+    /// For the whole lifetime `'a`:
+    /// - `ptr .. ptr + len` is one allocation (or one mapping) that stays mapped, readable and
+    ///   writable;
+    /// - nobody accesses those bytes through a Rust reference (`&T`, `&mut T`, `&[u8]`) or
+    ///   through non-atomic reads and writes; other parties — other threads, other processes,
+    ///   devices, a peer domain — may access them only with atomic or volatile word accesses,
+    ///   or from outside the Rust abstract machine (another process, a device).
+    ///
+    /// What the other parties *write* is unconstrained: pvio never trusts the contents.
+    #[cfg(not(loom))]
+    pub unsafe fn new(ptr: *mut u8, len: usize) -> Result<Self, ShmError> {
+        let addr = ptr as usize;
+        let base = NonNull::new(ptr).ok_or(ShmError::BadBase { addr })?;
+        if addr % 8 != 0 || addr.checked_add(len).is_none() {
+            return Err(ShmError::BadBase { addr });
+        }
+        Ok(SharedMem { base, len, _life: PhantomData })
+    }
+
+    /// Wraps memory already known to be non-null and 8-byte aligned.
+    ///
+    /// # Safety
+    ///
+    /// `base` is 8-byte aligned, and the contract of [`SharedMem::new`] holds.
+    #[cfg(all(feature = "std", not(loom)))]
+    pub(crate) unsafe fn from_raw_parts(base: NonNull<u8>, len: usize) -> Self {
+        debug_assert!(base.as_ptr() as usize % 8 == 0);
+        SharedMem { base, len, _life: PhantomData }
+    }
+
+    /// Creates a zeroed region of `len` bytes modelled by loom atomics (`cfg(loom)` only).
+    #[cfg(loom)]
+    pub fn loom_new(len: usize) -> SharedMem<'static> {
+        let words: std::vec::Vec<AtomicU32> = (0..len.div_ceil(4)).map(|_| AtomicU32::new(0)).collect();
+        SharedMem { words: words.into(), start: 0, len, _life: PhantomData }
+    }
+
+    /// Size of the region in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the region is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Checks that `len` bytes at `offset` lie inside the region.
+    pub fn check(&self, offset: usize, len: usize) -> Result<(), ShmError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(ShmError::OutOfBounds { offset, len, size: self.len }),
+        }
+    }
+
+    /// A view of `len` bytes starting at `offset`; the offset must keep 8-byte alignment.
+    pub fn slice(&self, offset: usize, len: usize) -> Result<SharedMem<'a>, ShmError> {
+        self.check(offset, len)?;
+        if offset % 8 != 0 {
+            return Err(ShmError::Misaligned { offset, align: 8 });
+        }
+        Ok(SharedMem {
+            #[cfg(not(loom))]
+            // SAFETY: `offset <= self.len`, so the result stays inside (or one past the end
+            // of) the allocation described by the constructor's contract, and is non-null.
+            base: unsafe { self.base.add(offset) },
+            #[cfg(loom)]
+            words: self.words.clone(),
+            #[cfg(loom)]
+            start: self.start + offset,
+            len,
+            _life: PhantomData,
+        })
+    }
+
+    /// Reads a `T` at `offset` by value (one copy, word-atomic).
+    pub fn read<T: FromBytes + IntoBytes + KnownLayout + Immutable>(
+        &self,
+        offset: usize,
+    ) -> Result<T, ShmError> {
+        self.check(offset, size_of::<T>())?;
+        // SAFETY: checked just above.
+        Ok(unsafe { self.read_unchecked(offset) })
+    }
+
+    /// Writes `value` at `offset` (word-atomic stores).
+    pub fn write<T: IntoBytes + Immutable>(&self, offset: usize, value: &T) -> Result<(), ShmError> {
+        self.write_bytes(offset, value.as_bytes())
+    }
+
+    /// Copies `dst.len()` bytes at `offset` out of the region.
+    pub fn read_bytes(&self, offset: usize, dst: &mut [u8]) -> Result<(), ShmError> {
+        self.check(offset, dst.len())?;
+        // SAFETY: checked just above.
+        unsafe { self.copy_out(offset, dst) };
+        Ok(())
+    }
+
+    /// Copies `src` into the region at `offset`.
+    pub fn write_bytes(&self, offset: usize, src: &[u8]) -> Result<(), ShmError> {
+        self.check(offset, src.len())?;
+        // SAFETY: checked just above.
+        unsafe { self.copy_in(offset, src) };
+        Ok(())
+    }
+
+    /// Sets `len` bytes at `offset` to `byte`.
+    pub fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<(), ShmError> {
+        self.check(offset, len)?;
+        let chunk = [byte; 64];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(chunk.len());
+            // SAFETY: `offset + done + n <= offset + len`, checked above.
+            unsafe { self.copy_in(offset + done, &chunk[..n]) };
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// A handle to the naturally aligned 32-bit word at `offset`, for index fields that both
+    /// parties update atomically.
+    pub fn u32_at(&self, offset: usize) -> Result<SharedU32<'a>, ShmError> {
+        self.check(offset, 4)?;
+        if offset % 4 != 0 {
+            return Err(ShmError::Misaligned { offset, align: 4 });
+        }
+        Ok(SharedU32 {
+            #[cfg(not(loom))]
+            // SAFETY: `offset + 4 <= len` (checked above), so the pointer is in bounds.
+            ptr: unsafe { self.base.add(offset).cast::<AtomicU32>() },
+            #[cfg(loom)]
+            words: self.words.clone(),
+            #[cfg(loom)]
+            index: (self.start + offset) / 4,
+            _life: PhantomData,
+        })
+    }
+
+    /// Reads a `T` at `offset` without the bounds check.
+    ///
+    /// # Safety
+    ///
+    /// `offset + size_of::<T>()` must not exceed [`len`](Self::len).
+    #[inline]
+    pub(crate) unsafe fn read_unchecked<T: FromBytes + IntoBytes + KnownLayout + Immutable>(
+        &self,
+        offset: usize,
+    ) -> T {
+        let mut value = T::new_zeroed();
+        // SAFETY: the caller guarantees the range is in bounds.
+        unsafe { self.copy_out(offset, value.as_mut_bytes()) };
+        value
+    }
+
+    /// Writes `value` at `offset` without the bounds check.
+    ///
+    /// # Safety
+    ///
+    /// `offset + size_of::<T>()` must not exceed [`len`](Self::len).
+    #[inline]
+    pub(crate) unsafe fn write_unchecked<T: IntoBytes + Immutable>(&self, offset: usize, value: &T) {
+        // SAFETY: the caller guarantees the range is in bounds.
+        unsafe { self.copy_in(offset, value.as_bytes()) }
+    }
+
+    /// # Safety
+    ///
+    /// `offset + dst.len() <= self.len`.
+    #[cfg(not(loom))]
+    #[inline]
+    unsafe fn copy_out(&self, offset: usize, dst: &mut [u8]) {
+        debug_assert!(offset + dst.len() <= self.len);
+        // SAFETY: in bounds by the caller's guarantee.
+        let base = unsafe { self.base.as_ptr().add(offset) };
+        let mut i = 0;
+        while i < dst.len() {
+            // SAFETY: `i < dst.len()`, so `base + i` is inside the checked range.
+            let p = unsafe { base.add(i) };
+            let rest = dst.len() - i;
+            let addr = p as usize;
+            if addr % 8 == 0 && rest >= 8 {
+                // SAFETY: `p` is 8-aligned, 8 bytes are in bounds, and the constructor's
+                // contract allows atomic access to every byte of the region.
+                let v = unsafe { AtomicU64::from_ptr(p.cast()) }.load(Ordering::Relaxed);
+                dst[i..i + 8].copy_from_slice(&v.to_ne_bytes());
+                i += 8;
+            } else if addr % 4 == 0 && rest >= 4 {
+                // SAFETY: as above, for an aligned 4-byte word.
+                let v = unsafe { AtomicU32::from_ptr(p.cast()) }.load(Ordering::Relaxed);
+                dst[i..i + 4].copy_from_slice(&v.to_ne_bytes());
+                i += 4;
+            } else {
+                // SAFETY: as above, for one byte.
+                dst[i] = unsafe { AtomicU8::from_ptr(p) }.load(Ordering::Relaxed);
+                i += 1;
+            }
+        }
+    }
+
+    /// # Safety
+    ///
+    /// `offset + src.len() <= self.len`.
+    #[cfg(not(loom))]
+    #[inline]
+    unsafe fn copy_in(&self, offset: usize, src: &[u8]) {
+        debug_assert!(offset + src.len() <= self.len);
+        // SAFETY: in bounds by the caller's guarantee.
+        let base = unsafe { self.base.as_ptr().add(offset) };
+        let mut i = 0;
+        while i < src.len() {
+            // SAFETY: `i < src.len()`, so `base + i` is inside the checked range.
+            let p = unsafe { base.add(i) };
+            let rest = src.len() - i;
+            let addr = p as usize;
+            if addr % 8 == 0 && rest >= 8 {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&src[i..i + 8]);
+                // SAFETY: `p` is 8-aligned, 8 bytes are in bounds, atomic access allowed.
+                unsafe { AtomicU64::from_ptr(p.cast()) }.store(u64::from_ne_bytes(w), Ordering::Relaxed);
+                i += 8;
+            } else if addr % 4 == 0 && rest >= 4 {
+                let mut w = [0u8; 4];
+                w.copy_from_slice(&src[i..i + 4]);
+                // SAFETY: as above, for an aligned 4-byte word.
+                unsafe { AtomicU32::from_ptr(p.cast()) }.store(u32::from_ne_bytes(w), Ordering::Relaxed);
+                i += 4;
+            } else {
+                // SAFETY: as above, for one byte.
+                unsafe { AtomicU8::from_ptr(p) }.store(src[i], Ordering::Relaxed);
+                i += 1;
+            }
+        }
+    }
+
+    #[cfg(loom)]
+    unsafe fn copy_out(&self, offset: usize, dst: &mut [u8]) {
+        let mut i = 0;
+        while i < dst.len() {
+            let at = self.start + offset + i;
+            let w = self.words[at / 4].load(Ordering::Relaxed).to_ne_bytes();
+            if at % 4 == 0 && dst.len() - i >= 4 {
+                dst[i..i + 4].copy_from_slice(&w);
+                i += 4;
+            } else {
+                dst[i] = w[at % 4];
+                i += 1;
+            }
+        }
+    }
+
+    #[cfg(loom)]
+    unsafe fn copy_in(&self, offset: usize, src: &[u8]) {
+        let mut i = 0;
+        while i < src.len() {
+            let at = self.start + offset + i;
+            if at % 4 == 0 && src.len() - i >= 4 {
+                let mut w = [0u8; 4];
+                w.copy_from_slice(&src[i..i + 4]);
+                self.words[at / 4].store(u32::from_ne_bytes(w), Ordering::Relaxed);
+                i += 4;
+            } else {
+                let byte = src[i];
+                let _ = self.words[at / 4].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                    let mut b = w.to_ne_bytes();
+                    b[at % 4] = byte;
+                    Some(u32::from_ne_bytes(b))
+                });
+                i += 1;
+            }
+        }
+    }
+}
+
+/// A naturally aligned 32-bit word in shared memory that both parties access atomically
+/// (ring indices, event thresholds).
+pub struct SharedU32<'a> {
+    #[cfg(not(loom))]
+    ptr: NonNull<AtomicU32>,
+    #[cfg(loom)]
+    words: std::sync::Arc<[AtomicU32]>,
+    #[cfg(loom)]
+    index: usize,
+    _life: PhantomData<&'a AtomicU32>,
+}
+
+// SAFETY: only atomic operations are performed through the pointer, and the memory is valid
+// for `'a` by the contract of `SharedMem::new`, whichever thread holds the handle.
+unsafe impl Send for SharedU32<'_> {}
+// SAFETY: as for `Send`; all methods take `&self` and are atomic.
+unsafe impl Sync for SharedU32<'_> {}
+
+impl core::fmt::Debug for SharedU32<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("SharedU32").field(&self.load(Ordering::Relaxed)).finish()
+    }
+}
+
+impl SharedU32<'_> {
+    #[inline]
+    fn atomic(&self) -> &AtomicU32 {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: the pointer is 4-aligned, in bounds and valid for `'a` (see
+            // `SharedMem::u32_at` and `SharedMem::new`); atomics may alias peer writes.
+            unsafe { self.ptr.as_ref() }
+        }
+        #[cfg(loom)]
+        {
+            &self.words[self.index]
+        }
+    }
+
+    /// Atomically loads the word.
+    #[inline]
+    pub fn load(&self, order: Ordering) -> u32 {
+        self.atomic().load(order)
+    }
+
+    /// Atomically stores `value`.
+    #[inline]
+    pub fn store(&self, value: u32, order: Ordering) {
+        self.atomic().store(value, order)
+    }
+}
