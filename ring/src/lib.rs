@@ -48,6 +48,8 @@
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
 #[cfg(all(loom, not(feature = "std")))]
 extern crate std;
 
@@ -65,5 +67,7 @@ pub use notify::EventFd;
 #[cfg(any(feature = "std", loom))]
 pub use notify::InProcessEvent;
 pub use notify::{Notifier, Notify, Waiter};
+#[cfg(all(feature = "alloc", not(loom)))]
+pub use shm::HeapRegion;
 pub use shm::{SharedMem, SharedU32, ShmError};
 pub use xen::{BackRing, FrontRing, Full, RingError};

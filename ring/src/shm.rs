@@ -140,7 +140,7 @@ impl<'a> SharedMem<'a> {
     /// # Safety
     ///
     /// `base` is 8-byte aligned, and the contract of [`SharedMem::new`] holds.
-    #[cfg(all(feature = "std", not(loom)))]
+    #[cfg(all(feature = "alloc", not(loom)))]
     pub(crate) unsafe fn from_raw_parts(base: NonNull<u8>, len: usize) -> Self {
         debug_assert!(base.as_ptr() as usize % 8 == 0);
         SharedMem { base, len, _life: PhantomData }
@@ -439,5 +439,42 @@ impl SharedU32<'_> {
     #[inline]
     pub fn store(&self, value: u32, order: Ordering) {
         self.atomic().store(value, order)
+    }
+}
+
+#[cfg(all(feature = "alloc", not(loom)))]
+pub use heap::HeapRegion;
+
+#[cfg(all(feature = "alloc", not(loom)))]
+mod heap {
+    use alloc::boxed::Box;
+    use core::ptr::NonNull;
+    use core::sync::atomic::AtomicU64;
+
+    use super::SharedMem;
+
+    /// Zeroed, 8-byte aligned shared memory on the heap, for peers that are threads of one
+    /// process (tests, benchmarks, the in-process demo). Needs the `alloc` feature.
+    #[derive(Debug)]
+    pub struct HeapRegion {
+        words: Box<[AtomicU64]>,
+        len: usize,
+    }
+
+    impl HeapRegion {
+        /// A zeroed region of `len` bytes.
+        pub fn new(len: usize) -> Self {
+            let words = (0..len.div_ceil(8)).map(|_| AtomicU64::new(0)).collect();
+            HeapRegion { words, len }
+        }
+
+        /// The region as shared memory.
+        pub fn mem(&self) -> SharedMem<'_> {
+            let base = NonNull::from(&*self.words).cast::<u8>();
+            // SAFETY: the allocation holds `len.div_ceil(8) * 8 >= len` bytes, is 8-aligned
+            // (it is an array of `AtomicU64`), lives while `self` is borrowed, and is only
+            // ever accessed atomically: `HeapRegion` exposes it through `SharedMem` alone.
+            unsafe { SharedMem::from_raw_parts(base, self.len) }
+        }
     }
 }

@@ -214,3 +214,52 @@ impl<Req, Rsp> core::fmt::Debug for BackRing<'_, Req, Rsp> {
             .finish()
     }
 }
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use crate::xen::netif::{NetifTxRequest, NetifTxResponse};
+    use crate::{BackRing, FrontRing, HeapRegion, RingError};
+
+    type Back<'a> = BackRing<'a, NetifTxRequest, NetifTxResponse>;
+
+    #[test]
+    fn overflowing_req_prod_is_latched_and_nothing_is_read() {
+        let r = HeapRegion::new(4096);
+        let _f = FrontRing::<NetifTxRequest, NetifTxResponse>::new(r.mem()).unwrap();
+        let mut b = Back::new(r.mem()).unwrap();
+        r.mem().write(0, &257u32).unwrap();
+        let err = b.pop_request().unwrap_err();
+        assert_eq!(err, RingError::RequestProdOverflow { req_prod: 257, rsp_prod_pvt: 0, size: 256 });
+        r.mem().write(0, &1u32).unwrap();
+        assert_eq!(b.pop_request().unwrap_err(), err);
+        assert_eq!(b.final_check_for_requests().unwrap_err(), err);
+        assert_eq!(b.error(), Some(err));
+    }
+
+    #[test]
+    fn rewound_req_prod_is_an_error() {
+        let r = HeapRegion::new(4096);
+        let mut f = FrontRing::<NetifTxRequest, NetifTxResponse>::new(r.mem()).unwrap();
+        let mut b = Back::new(r.mem()).unwrap();
+        for i in 0..4u16 {
+            f.queue_request(&NetifTxRequest { id: i.into(), ..Default::default() }).unwrap();
+        }
+        let _ = f.push_requests();
+        let mut out = [NetifTxRequest::default(); 3];
+        assert_eq!(b.pop_requests(&mut out).unwrap(), 3);
+        r.mem().write(0, &2u32).unwrap();
+        // Request 3 was published and validated with the last read of req_prod: still served.
+        assert_eq!(b.pop_request().unwrap().unwrap().id.get(), 3);
+        assert!(matches!(b.pop_request(), Err(RingError::RequestProdRewound { req_prod: 2, req_cons: 4 })));
+    }
+
+    #[test]
+    fn responses_cannot_outrun_requests() {
+        let r = HeapRegion::new(4096);
+        let mut b = Back::new(r.mem()).unwrap();
+        let rsp = NetifTxResponse::default();
+        assert!(b.queue_response(&rsp).is_err());
+        assert_eq!(b.queue_responses(&[rsp; 4]), 0);
+        assert!(!b.push_responses().is_needed());
+    }
+}

@@ -229,3 +229,61 @@ impl<Req, Rsp> core::fmt::Debug for FrontRing<'_, Req, Rsp> {
             .finish()
     }
 }
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use crate::xen::netif::{NetifTxRequest, NetifTxResponse};
+    use crate::{BackRing, FrontRing, HeapRegion, RingError};
+
+    type Front<'a> = FrontRing<'a, NetifTxRequest, NetifTxResponse>;
+    type Back<'a> = BackRing<'a, NetifTxRequest, NetifTxResponse>;
+
+    fn req(id: u16) -> NetifTxRequest {
+        NetifTxRequest { id: id.into(), size: 100.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn fills_to_size_then_hands_back() {
+        let r = HeapRegion::new(4096);
+        let mut f = Front::new(r.mem()).unwrap();
+        for i in 0..256 {
+            f.queue_request(&req(i)).unwrap();
+        }
+        assert!(f.is_full());
+        assert_eq!(f.queue_request(&req(999)).unwrap_err().0.id.get(), 999);
+        assert!(f.push_requests().is_needed(), "req_event starts at 1");
+    }
+
+    #[test]
+    fn notify_only_when_event_is_crossed() {
+        let r = HeapRegion::new(4096);
+        let mut f = Front::new(r.mem()).unwrap();
+        let mut b = Back::new(r.mem()).unwrap();
+        f.queue_request(&req(0)).unwrap();
+        assert!(f.push_requests().is_needed());
+        // The back end has not re-armed req_event: no further notifications.
+        f.queue_request(&req(1)).unwrap();
+        assert!(!f.push_requests().is_needed());
+        assert_eq!(b.pop_request().unwrap().unwrap().id.get(), 0);
+        assert_eq!(b.pop_request().unwrap().unwrap().id.get(), 1);
+        assert!(!b.final_check_for_requests().unwrap());
+        f.queue_request(&req(2)).unwrap();
+        assert!(f.push_requests().is_needed());
+        assert!(b.final_check_for_requests().unwrap());
+    }
+
+    #[test]
+    fn forged_rsp_prod_is_latched() {
+        let r = HeapRegion::new(4096);
+        let mut f = Front::new(r.mem()).unwrap();
+        f.queue_request(&req(0)).unwrap();
+        let _ = f.push_requests();
+        // A back end claims two responses to one request.
+        r.mem().write(8, &2u32).unwrap();
+        let err = f.pop_response().unwrap_err();
+        assert!(matches!(err, RingError::ResponseProdOverflow { rsp_prod: 2, req_prod: 1, rsp_cons: 0 }));
+        // Latched, even once the index looks sane again.
+        r.mem().write(8, &1u32).unwrap();
+        assert_eq!(f.pop_response().unwrap_err(), err);
+    }
+}
