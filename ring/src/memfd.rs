@@ -113,3 +113,28 @@ impl AsRawFd for MemfdRegion {
         self.fd.as_raw_fd()
     }
 }
+
+#[cfg(all(test, not(miri)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_mappings_of_one_memfd_share_bytes() {
+        let a = MemfdRegion::new("pvio-test", 8192).unwrap();
+        let b = MemfdRegion::from_fd(a.try_clone_fd().unwrap(), 8192).unwrap();
+        a.mem().write(4100, &0xdead_beef_u32).unwrap();
+        assert_eq!(b.mem().read::<u32>(4100).unwrap(), 0xdead_beef);
+        b.mem().write_bytes(1, b"hello").unwrap();
+        let mut got = [0u8; 5];
+        a.mem().read_bytes(1, &mut got).unwrap();
+        assert_eq!(&got, b"hello");
+    }
+
+    #[test]
+    fn mapping_more_than_the_file_holds_is_refused() {
+        let a = MemfdRegion::new("pvio-test", 4096).unwrap();
+        assert!(MemfdRegion::from_fd(a.try_clone_fd().unwrap(), 8192).is_err());
+        assert!(MemfdRegion::new("pvio-test", 0).is_err());
+        assert!(MemfdRegion::new("bad\0name", 4096).is_err());
+    }
+}

@@ -250,3 +250,63 @@ mod eventfd {
         }
     }
 }
+
+#[cfg(all(test, feature = "std", not(loom), not(miri)))]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn wakes_across_threads<E: Notifier + Waiter + Sync>(ev: &E)
+    where
+        <E as Notifier>::Error: core::fmt::Debug,
+        <E as Waiter>::Error: core::fmt::Debug,
+    {
+        // Nothing pending: a short wait times out.
+        let t = Instant::now();
+        assert!(!ev.wait(Some(Duration::from_millis(20))).unwrap());
+        assert!(t.elapsed() >= Duration::from_millis(15));
+        // Two sends before a wait coalesce into one wake-up.
+        ev.notify().unwrap();
+        ev.notify().unwrap();
+        assert!(ev.wait(Some(Duration::ZERO)).unwrap());
+        assert!(!ev.wait(Some(Duration::ZERO)).unwrap());
+        // A send from another thread wakes a blocked waiter.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(10));
+                ev.notify().unwrap();
+            });
+            assert!(ev.wait(Some(Duration::from_secs(10))).unwrap());
+        });
+    }
+
+    #[test]
+    fn eventfd_wakes_and_times_out() {
+        wakes_across_threads(&EventFd::new().unwrap());
+    }
+
+    #[test]
+    fn eventfd_clone_shares_the_counter() {
+        let a = EventFd::new().unwrap();
+        let b = a.try_clone().unwrap();
+        a.notify().unwrap();
+        a.notify().unwrap();
+        a.notify().unwrap();
+        assert_eq!(b.drain().unwrap(), 3);
+        assert_eq!(b.drain().unwrap(), 0);
+    }
+
+    #[test]
+    fn in_process_event_wakes_and_times_out() {
+        wakes_across_threads(&InProcessEvent::new());
+    }
+
+    #[test]
+    fn notify_decision_sends_only_when_needed() {
+        let ev = EventFd::new().unwrap();
+        assert!(!Notify::NOT_NEEDED.send(&ev).unwrap());
+        assert_eq!(ev.drain().unwrap(), 0);
+        assert!(Notify::NOT_NEEDED.or(Notify::NEEDED).send(&ev).unwrap());
+        assert_eq!(ev.drain().unwrap(), 1);
+    }
+}

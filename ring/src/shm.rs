@@ -478,3 +478,56 @@ mod heap {
         }
     }
 }
+
+#[cfg(all(test, feature = "alloc", not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_access_is_bounds_checked() {
+        let r = HeapRegion::new(100);
+        let m = r.mem();
+        assert_eq!(m.len(), 100);
+        assert_eq!(m.read::<u32>(96), Ok(0));
+        assert_eq!(m.read::<u32>(97), Err(ShmError::OutOfBounds { offset: 97, len: 4, size: 100 }));
+        assert!(m.read::<u64>(usize::MAX - 3).is_err(), "offset + len overflows");
+        assert!(m.write_bytes(99, &[1, 2]).is_err());
+        assert!(m.fill(0, 101, 0).is_err());
+        assert_eq!(m.u32_at(2).unwrap_err(), ShmError::Misaligned { offset: 2, align: 4 });
+        assert!(m.u32_at(100).is_err());
+        assert!(m.slice(96, 8).is_err());
+        assert_eq!(m.slice(4, 8).unwrap_err(), ShmError::Misaligned { offset: 4, align: 8 });
+    }
+
+    #[test]
+    fn copies_are_exact_at_every_alignment() {
+        let r = HeapRegion::new(256);
+        let m = r.mem();
+        let src: [u8; 37] = core::array::from_fn(|i| i as u8 ^ 0x5a);
+        for off in 0..64 {
+            m.fill(0, 256, 0xee).unwrap();
+            m.write_bytes(off, &src).unwrap();
+            let mut all = [0u8; 256];
+            m.read_bytes(0, &mut all).unwrap();
+            assert!(all[..off].iter().all(|&b| b == 0xee), "bytes before {off} untouched");
+            assert_eq!(&all[off..off + src.len()], &src);
+            assert!(all[off + src.len()..].iter().all(|&b| b == 0xee), "bytes after untouched");
+            let mut back = [0u8; 37];
+            m.read_bytes(off, &mut back).unwrap();
+            assert_eq!(back, src);
+        }
+    }
+
+    #[test]
+    fn slices_and_words_alias_the_same_bytes() {
+        let r = HeapRegion::new(64);
+        let m = r.mem();
+        let s = m.slice(16, 16).unwrap();
+        s.write(4, &0x0102_0304_u32).unwrap();
+        assert_eq!(m.read::<u32>(20), Ok(0x0102_0304));
+        let w = m.u32_at(20).unwrap();
+        w.store(7, Ordering::Relaxed);
+        assert_eq!(s.read::<u32>(4), Ok(7));
+        assert!(s.read::<u32>(13).is_err(), "a slice is bounded by its own length");
+    }
+}
