@@ -4,3 +4,13 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod checksum;
+pub mod error;
+pub mod ether;
+pub mod ipv4;
+pub mod ipv6;
+pub mod parse;
+pub mod tcp;
+pub mod udp;
+
+pub use error::{Header, ParseError};
+pub use parse::{parse, Layout, L3, L4};
