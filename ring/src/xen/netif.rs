@@ -4,7 +4,7 @@
 //!
 //! All structures are little-endian and byte-compatible with the C header on every
 //! architecture Xen supports; sizes, alignments and offsets are tested against the header
-//! itself in `tests/c_layout.rs`.
+//! itself in `tests/c_interop.rs` (`layout_matches_xen_headers`).
 //!
 //! Extra-info segments travel *in request slots* of the transmit ring (and response slots of
 //! the receive ring): the C code casts the slot. Here the conversion is explicit and happens
