@@ -14,3 +14,9 @@ pub mod udp;
 
 pub use error::{Header, ParseError};
 pub use parse::{parse, Layout, L3, L4};
+pub mod meta;
+pub mod netif;
+pub mod virtio;
+
+pub use meta::{ChecksumState, GsoKind, MetaError, OffloadMeta, ValidGso, ValidMeta};
+pub use virtio::VirtioNetHdr;

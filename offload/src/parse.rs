@@ -73,7 +73,8 @@ pub struct Layout {
     /// The final IP protocol / next-header value (after IPv6 extension headers); 0 without
     /// IP.
     pub ip_protocol: u8,
-    /// Fragmentation, if the IP packet is a fragment.
+    /// Fragmentation, if the IP packet is a fragment (an IPv6 atomic fragment, offset 0
+    /// without more fragments, is not one).
     pub fragment: Option<Fragment>,
     /// Where the transport header starts (after IPv4 options or IPv6 extension headers).
     pub l4_offset: usize,
@@ -267,10 +268,12 @@ fn parse_ipv6(frame: &[u8], layout: &mut Layout) -> Result<(), ParseError> {
         let bytes = &frame[at..layout.end];
         let len = if next == protocol::IPV6_FRAG {
             let f = ipv6::FragmentHeader::new_checked(bytes).map_err(|e| e.at(at))?;
-            // A fragment header announcing offset 0 and no more fragments (an "atomic
-            // fragment", RFC 6946) is still reported: the packet carries the header.
-            layout.fragment =
-                Some(Fragment { offset: f.frag_offset(), more: f.more_frags(), ident: f.ident() });
+            // An "atomic fragment" (offset 0, no more fragments; RFC 6946) is a whole
+            // packet that merely carries the header: its transport header is interpreted.
+            if f.frag_offset() != 0 || f.more_frags() {
+                layout.fragment =
+                    Some(Fragment { offset: f.frag_offset(), more: f.more_frags(), ident: f.ident() });
+            }
             next = f.next_header();
             ipv6::FRAGMENT_HEADER_LEN
         } else {
