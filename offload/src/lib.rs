@@ -51,6 +51,7 @@
 pub mod checksum;
 pub mod error;
 pub mod ether;
+pub mod gso;
 pub mod ipv4;
 pub mod ipv6;
 pub mod meta;
@@ -61,6 +62,7 @@ pub mod udp;
 pub mod virtio;
 
 pub use error::{Header, ParseError};
+pub use gso::{ChecksumMode, GsoError, Segment, Segmenter};
 pub use meta::{ChecksumState, GsoKind, MetaError, OffloadMeta, ValidGso, ValidMeta};
 pub use parse::{parse, Layout, L3, L4};
 pub use virtio::VirtioNetHdr;

@@ -12,7 +12,7 @@ use thiserror::Error;
 
 use crate::error::ParseError;
 use crate::parse::{parse, Layout, L3, L4};
-use crate::{tcp, udp};
+use crate::{checksum, tcp, udp};
 
 /// Which segmentation a super-frame asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -225,6 +225,9 @@ pub struct ValidGso {
     size: u16,
     layout: Layout,
     segments: usize,
+    /// The folded sum of the frame's headers (`..layout.header_len()`), so that the
+    /// segmentation engine can tell the frame it is handed from the one validated.
+    header_sum: u16,
 }
 
 impl ValidGso {
@@ -252,6 +255,13 @@ impl ValidGso {
     /// How many segments the frame becomes (at least 2: smaller frames are not GSO).
     pub fn segments(&self) -> usize {
         self.segments
+    }
+
+    /// The folded ones'-complement sum of the validated frame's headers (everything before
+    /// the payload): a cheap fingerprint [`Segmenter::new`](crate::gso::Segmenter::new)
+    /// checks to refuse a frame other than the one validated.
+    pub fn header_sum(&self) -> u16 {
+        self.header_sum
     }
 }
 
@@ -373,6 +383,7 @@ impl OffloadMeta {
         if segments > max {
             return Err(MetaError::TooManySegments { segments, max });
         }
-        Ok(Some(ValidGso { kind, ecn: self.ecn, size: self.gso_size, layout, segments }))
+        let header_sum = checksum::sum(&frame[..layout.header_len()]);
+        Ok(Some(ValidGso { kind, ecn: self.ecn, size: self.gso_size, layout, segments, header_sum }))
     }
 }
