@@ -48,7 +48,7 @@
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(feature = "alloc")]
+#[cfg(all(feature = "alloc", not(loom)))]
 extern crate alloc;
 #[cfg(all(loom, not(feature = "std")))]
 extern crate std;

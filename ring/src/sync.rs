@@ -6,7 +6,7 @@
 #[cfg(not(loom))]
 pub(crate) use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8};
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8};
+pub(crate) use loom::sync::atomic::{fence, AtomicU32};
 
 pub(crate) use core::sync::atomic::Ordering;
 

@@ -19,6 +19,7 @@
 //! the first mismatch.
 //!
 //! Without a C compiler or the Xen headers each test prints `skipped: <reason>` and passes.
+#![cfg(not(loom))]
 #![cfg(all(target_os = "linux", feature = "std", not(loom), not(miri)))]
 
 use std::collections::BTreeMap;
