@@ -11,6 +11,8 @@
 use thiserror::Error;
 
 use crate::error::ParseError;
+use crate::ipv4::protocol;
+use crate::ipv6::{self, MAX_EXT_HEADERS};
 use crate::parse::{parse, Layout, L3, L4};
 use crate::{checksum, tcp, udp};
 
@@ -38,7 +40,7 @@ pub enum ChecksumState {
     None,
     /// `CHECKSUM_PARTIAL`: the field at `start + offset` holds the folded pseudo-header sum,
     /// and the sum over `start..` is still to be done (virtio `NEEDS_CSUM`, Xen
-    /// `csum_blank`). See [`checksum::complete_partial`](crate::checksum::complete_partial).
+    /// `csum_blank`). See [`checksum::complete_partial`].
     Partial {
         /// Where checksumming starts (the transport header), from the start of the frame.
         start: u16,
@@ -180,6 +182,18 @@ pub enum MetaError {
     /// A GSO frame that is itself an IP fragment.
     #[error("GSO requested on an IP fragment")]
     GsoOnFragment,
+    /// An IPv6 extension header that Linux's GSO cannot step over: only hop-by-hop,
+    /// routing and destination options have GSO handlers, so `ipv6_gso_segment` drops a
+    /// super-frame carrying a fragment header (even an atomic fragment's) or AH.
+    #[error(
+        "GSO frame carries IPv6 extension header {next_header} at offset {offset}, which GSO cannot segment"
+    )]
+    GsoExtensionHeader {
+        /// Where the header starts.
+        offset: usize,
+        /// Its next-header value.
+        next_header: u8,
+    },
     /// For GSO, `csum_start` must be the transport header (Linux 6.11+ drops it otherwise).
     #[error("GSO csum_start {start} is not the transport header offset {l4_offset}")]
     ChecksumStartNotL4 {
@@ -368,6 +382,9 @@ impl OffloadMeta {
         if !matches {
             return Err(MetaError::GsoKindMismatch { kind, l3: layout.l3, l4: layout.l4 });
         }
+        if let Some((offset, next_header)) = non_gso_extension(frame, &layout) {
+            return Err(MetaError::GsoExtensionHeader { offset, next_header });
+        }
         if usize::from(start) != layout.l4_offset {
             return Err(MetaError::ChecksumStartNotL4 { start, l4_offset: layout.l4_offset });
         }
@@ -386,4 +403,34 @@ impl OffloadMeta {
         let header_sum = checksum::sum(&frame[..layout.header_len()]);
         Ok(Some(ValidGso { kind, ecn: self.ecn, size: self.gso_size, layout, segments, header_sum }))
     }
+}
+
+/// The first IPv6 extension header of `frame` (parsed as `layout`) that Linux's GSO cannot
+/// step over (`ipv6_gso_pull_exthdrs` knows hop-by-hop, routing and destination options
+/// only), with its offset; `None` for IPv4 or a chain of those three.
+fn non_gso_extension(frame: &[u8], layout: &Layout) -> Option<(usize, u8)> {
+    if layout.l3 != L3::Ipv6 {
+        return None;
+    }
+    let l3 = layout.l3_offset;
+    let mut next = ipv6::Packet::new_unchecked(&frame[l3..]).next_header();
+    let mut at = l3 + ipv6::HEADER_LEN;
+    // `parse` walked this chain within bounds and at most MAX_EXT_HEADERS long; it ends at
+    // `l4_offset`. The bound and the length check keep this walk safe on its own.
+    for _ in 0..MAX_EXT_HEADERS {
+        if at >= layout.l4_offset {
+            return None;
+        }
+        match next {
+            protocol::HOP_BY_HOP | protocol::IPV6_ROUTE | protocol::IPV6_OPTS => {
+                let Ok(h) = ipv6::ExtHeader::new_checked(&frame[at..layout.l4_offset], next) else {
+                    return Some((at, next));
+                };
+                next = h.next_header();
+                at += h.header_len();
+            }
+            other => return Some((at, other)),
+        }
+    }
+    None
 }
