@@ -39,6 +39,38 @@
 //! [`ChecksumMode::Partial`] the payload is never read. [`Segmenter::write_frames`] is the
 //! convenience that writes complete frames back to back into a caller's buffer.
 //!
+//! ```
+//! use pvio_offload::{parse, ChecksumMode, ChecksumState, GsoKind, OffloadMeta, Segmenter};
+//!
+//! // A TCP/IPv4 super-frame: 3000 payload bytes, to leave as 1000-byte segments.
+//! let mut frame = vec![
+//!     2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00, // Ethernet, IPv4
+//!     0x45, 0, 0x0b, 0xe0, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, // 3040 bytes
+//!     0x30, 0x39, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x19, 0xff, 0xff, 0, 0, 0, 0, // ACK PSH FIN
+//! ];
+//! frame.resize(54 + 3000, 0xab);
+//! let pseudo = parse(&frame)?.pseudo_header_sum(&frame).unwrap();
+//! frame[50..52].copy_from_slice(&pseudo.to_be_bytes()); // the guest's partial checksum
+//! let meta = OffloadMeta {
+//!     gso_kind: GsoKind::TcpV4,
+//!     ecn: false,
+//!     gso_size: 1000,
+//!     hdr_len: 54,
+//!     csum: ChecksumState::Partial { start: 34, offset: 16 },
+//!     rsc: None,
+//! };
+//! let valid = meta.validate(&frame)?;
+//! for (i, seg) in Segmenter::new(&frame, &valid, ChecksumMode::Full)?.enumerate() {
+//!     // Zero copy: hand `[seg.header(), &frame[seg.payload_range()]]` to writev or a NIC.
+//!     assert_eq!(seg.payload_range(), 54 + i * 1000..54 + (i + 1) * 1000);
+//!     let mut out = vec![0; seg.len()];
+//!     seg.write_to(&frame, &mut out)?;
+//!     assert_eq!(parse(&out)?.verify_l4_checksum(&out), Some(true));
+//!     assert_eq!(out[47] & 0x09 != 0, i == 2); // PSH and FIN on the last segment only
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Sizes, and super-frames beyond 64 KiB
 //!
 //! IPv4's total length and IPv6's payload length are 16-bit, and validation requires them
