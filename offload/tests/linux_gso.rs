@@ -435,10 +435,13 @@ struct Case {
     zero_csum_segment: Option<usize>,
     /// Linux drops this super-frame, and pvio's validation must refuse it.
     refused: bool,
+    /// Spoil the IPv4 header checksum and the partial checksum in the transport header:
+    /// both are derived from the super-frame's fields, not rebuilt, on both sides.
+    spoiled_checksums: bool,
 }
 
 fn case(name: &'static str, spec: Spec) -> Case {
-    Case { name, spec, zero_csum_segment: None, refused: false }
+    Case { name, spec, zero_csum_segment: None, refused: false, spoiled_checksums: false }
 }
 
 fn refused(name: &'static str, spec: Spec) -> Case {
@@ -481,9 +484,18 @@ fn cases() -> Vec<Case> {
             },
         ),
         case("tcp4 mss 100, 150 segments", Spec::tcp4(p(), 15_000, 100)),
+        case("tcp4 odd mss 999", Spec::tcp4(p(), 9_000, 999)),
+        case(
+            "tcp4 40 bytes of IPv4 options and 40 of TCP options, QinQ",
+            qinq(Spec { ip_options: vec![1; 40], tcp_options: vec![1; 40], ..Spec::tcp4(p(), 7_000, 1000) }),
+        ),
         Case {
             zero_csum_segment: Some(1),
             ..case("tcp4 checksum computing to 0", Spec::tcp4(p(), 4000, 1000))
+        },
+        Case {
+            spoiled_checksums: true,
+            ..case("tcp4 spoiled IPv4 and partial checksums", Spec::tcp4(p(), 5000, 1000))
         },
         case("tcp6 64 KiB, mss 1428, short last", Spec::tcp6(p(), 65_000, 1428)),
         case("tcp6 timestamps, FIN/PSH/CWR", flags(ts(Spec::tcp6(p(), 12_345, 1200)))),
@@ -523,9 +535,19 @@ fn cases() -> Vec<Case> {
         case("udp4 802.1Q", vlan(Spec::udp4(p(), 10_000, 1400))),
         case("udp4 QinQ", qinq(Spec::udp4(p(), 10_000, 1400))),
         case("udp4 128 segments", Spec::udp4(p(), 128 * 100 - 7, 100)),
+        case("udp4 gso_size 1", Spec::udp4(p(), 100, 1)),
+        case("udp6 odd gso_size 333", Spec::udp6(p(), 5_000, 333)),
         Case {
             zero_csum_segment: Some(2),
             ..case("udp4 checksum computing to 0", Spec::udp4(p(), 4000, 1000))
+        },
+        Case {
+            spoiled_checksums: true,
+            ..case("udp4 spoiled IPv4 and partial checksums", Spec::udp4(p(), 5000, 1000))
+        },
+        Case {
+            spoiled_checksums: true,
+            ..case("udp6 spoiled partial checksum", Spec::udp6(p(), 5000, 1000))
         },
         case("udp6 short last", Spec::udp6(p(), 10_000, 1400)),
         case("udp6 802.1Q", vlan(Spec::udp6(p(), 10_000, 1400))),
@@ -546,6 +568,13 @@ fn run_case(rig: &Rig, c: &Case) -> Result<usize, String> {
     let (mut frame, meta) = c.spec.build();
     if let Some(i) = c.zero_csum_segment {
         force_zero_checksum(&mut frame, &meta, i);
+    }
+    if c.spoiled_checksums {
+        let l = parse(&frame).map_err(|e| e.to_string())?;
+        if l.l3 == pvio_offload::L3::Ipv4 {
+            frame[l.l3_offset + 10] ^= 0x5a;
+        }
+        frame[l.l4_offset + if c.spec.udp { 6 } else { 16 }] ^= 0xa5;
     }
     if c.refused {
         let refusal = match meta.validate(&frame) {
