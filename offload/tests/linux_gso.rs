@@ -467,8 +467,8 @@ fn cases() -> Vec<Case> {
             Spec { tcp_flags: ACK | CWR, ..Spec::tcp4(p(), 5000, 1000) },
         ),
         case(
-            "tcp4 URG/ECE kept, reserved bits",
-            Spec { tcp_flags: ACK | URG | ECE, ..Spec::tcp4(p(), 3000, 1000) },
+            "tcp4 URG, ECE, AE and reserved bits kept",
+            Spec { tcp_flags: ACK | URG | ECE, tcp_reserved: 0x0f, ..Spec::tcp4(p(), 3000, 1000) },
         ),
         case("tcp4 802.1Q", vlan(ts(Spec::tcp4(p(), 20_000, 1448)))),
         case("tcp4 QinQ, FIN/PSH/CWR", flags(qinq(ts(Spec::tcp4(p(), 20_000, 1448))))),

@@ -53,6 +53,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                 s.ip_options = if v6 { vec![] } else { ip_options };
                 s.tcp_options = if udp { vec![] } else { tcp_options };
                 s.tcp_flags = tcp_flags;
+                s.tcp_reserved = (seed >> 24) as u8 & 0x0f;
                 s.seq = seq;
                 s.ident = ident;
                 s.dont_frag = dont_frag;

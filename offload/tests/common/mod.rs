@@ -48,6 +48,8 @@ pub struct Spec {
     pub tcp_options: Vec<u8>,
     /// The low byte of the TCP flags word.
     pub tcp_flags: u8,
+    /// The low nibble of the data-offset byte: three reserved bits and AE.
+    pub tcp_reserved: u8,
     /// TCP sequence number.
     pub seq: u32,
     /// TCP acknowledgment number.
@@ -81,6 +83,7 @@ impl Spec {
             ext_headers: Vec::new(),
             tcp_options: Vec::new(),
             tcp_flags: ACK,
+            tcp_reserved: 0,
             seq: 0x1000_0000,
             ack: 0x2000_0000,
             ident: 0x1234,
@@ -193,7 +196,16 @@ impl Spec {
             f.extend_from_slice(&[0, 80]);
             f.extend_from_slice(&self.seq.to_be_bytes());
             f.extend_from_slice(&self.ack.to_be_bytes());
-            f.extend_from_slice(&[((l4_hdr / 4) as u8) << 4, self.tcp_flags, 0xff, 0xff, 0, 0, 0, 0]);
+            f.extend_from_slice(&[
+                (((l4_hdr / 4) as u8) << 4) | (self.tcp_reserved & 0x0f),
+                self.tcp_flags,
+                0xff,
+                0xff,
+                0,
+                0,
+                0,
+                0,
+            ]);
             f.extend_from_slice(&self.tcp_options);
         }
         let hdr_len = f.len();
