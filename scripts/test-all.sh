@@ -43,7 +43,7 @@ install_deps() {
   if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
   fi
-  local pkgs=(libxen-dev gcc libc6-dev)
+  local pkgs=(libxen-dev gcc libc6-dev ethtool iproute2)
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
