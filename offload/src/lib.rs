@@ -24,7 +24,11 @@
 //!   of the input, with full checksums or partial ones for a NIC with checksum offload only;
 //!   [`Segmenter::write_frames`] writes contiguous frames instead.
 //!
-//! *(planned)* GRO.
+//! - **GRO** ([`gro`]): [`GroTable`] coalesces in-order TCP segments of up to `FLOWS`
+//!   flows, each into its share of a caller's buffer, by Linux's `tcp_gro_receive` rules,
+//!   and delivers super-frames with TCP GSO metadata and a partial checksum (as
+//!   `tcp_gro_complete` leaves them) plus, unchanged and in per-flow order, every frame it
+//!   cannot coalesce. Segmenting what GRO built gives back the frames that went in.
 //!
 //! ```
 //! use pvio_offload::{checksum, parse, ChecksumState, OffloadMeta, VirtioNetHdr, L4};
@@ -58,6 +62,7 @@
 pub mod checksum;
 pub mod error;
 pub mod ether;
+pub mod gro;
 pub mod gso;
 pub mod ipv4;
 pub mod ipv6;
@@ -69,6 +74,7 @@ pub mod udp;
 pub mod virtio;
 
 pub use error::{Header, ParseError};
+pub use gro::{Delivery, GroTable};
 pub use gso::{ChecksumMode, GsoError, Segment, Segmenter};
 pub use meta::{ChecksumState, GsoKind, MetaError, OffloadMeta, ValidGso, ValidMeta};
 pub use parse::{parse, Layout, L3, L4};

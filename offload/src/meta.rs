@@ -408,7 +408,7 @@ impl OffloadMeta {
 /// The first IPv6 extension header of `frame` (parsed as `layout`) that Linux's GSO cannot
 /// step over (`ipv6_gso_pull_exthdrs` knows hop-by-hop, routing and destination options
 /// only), with its offset; `None` for IPv4 or a chain of those three.
-fn non_gso_extension(frame: &[u8], layout: &Layout) -> Option<(usize, u8)> {
+pub(crate) fn non_gso_extension(frame: &[u8], layout: &Layout) -> Option<(usize, u8)> {
     if layout.l3 != L3::Ipv6 {
         return None;
     }
