@@ -265,6 +265,29 @@ impl<'a> SharedMem<'a> {
         &self,
         offset: usize,
     ) -> T {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: in bounds by the caller's guarantee.
+            let p = unsafe { self.base.as_ptr().add(offset) };
+            // The word paths fill a local of their own: with no byte-indexed writes to it, it
+            // lives in registers, and the value goes from shared memory to its destination in
+            // plain word moves.
+            match word_size(size_of::<T>(), 0, p) {
+                8 => {
+                    let mut value = T::new_zeroed();
+                    // SAFETY: `p` is 8-aligned, the size a multiple of 8, the range in bounds.
+                    unsafe { load_words::<8>(p, value.as_mut_bytes()) };
+                    return value;
+                }
+                4 => {
+                    let mut value = T::new_zeroed();
+                    // SAFETY: as above, for 4-byte words.
+                    unsafe { load_words::<4>(p, value.as_mut_bytes()) };
+                    return value;
+                }
+                _ => {}
+            }
+        }
         let mut value = T::new_zeroed();
         // SAFETY: the caller guarantees the range is in bounds.
         unsafe { self.copy_out(offset, value.as_mut_bytes()) };
@@ -282,6 +305,112 @@ impl<'a> SharedMem<'a> {
         unsafe { self.copy_in(offset, value.as_bytes()) }
     }
 
+    /// Copies `out.len()` values of `T` out of the region, the `k`-th from
+    /// `offset + k * stride`: the entries of a run of ring slots, each copied exactly once.
+    ///
+    /// When `T`, `stride` and the first entry are all word-aligned (every ring entry type is),
+    /// alignment is tested once for the whole run and each entry is a few plain word moves.
+    ///
+    /// # Safety
+    ///
+    /// `out` is empty, or `offset + (out.len() - 1) * stride + size_of::<T>()` does not exceed
+    /// [`len`](Self::len).
+    #[inline]
+    pub(crate) unsafe fn read_run_unchecked<T: FromBytes + IntoBytes + KnownLayout + Immutable>(
+        &self,
+        offset: usize,
+        stride: usize,
+        out: &mut [T],
+    ) {
+        if out.is_empty() {
+            return;
+        }
+        #[cfg(not(loom))]
+        {
+            // SAFETY: the first entry is in bounds by the caller's guarantee.
+            let first = unsafe { self.base.as_ptr().add(offset) };
+            match word_size(size_of::<T>(), stride, first) {
+                8 => {
+                    for (k, slot) in out.iter_mut().enumerate() {
+                        // SAFETY: entry `k` is in bounds by the caller's guarantee.
+                        let p = unsafe { first.add(k * stride) };
+                        let mut value = T::new_zeroed();
+                        // SAFETY: `p` is 8-aligned (`first` and `stride` are) and in bounds.
+                        unsafe { load_words::<8>(p, value.as_mut_bytes()) };
+                        *slot = value;
+                    }
+                    return;
+                }
+                4 => {
+                    for (k, slot) in out.iter_mut().enumerate() {
+                        // SAFETY: entry `k` is in bounds by the caller's guarantee.
+                        let p = unsafe { first.add(k * stride) };
+                        let mut value = T::new_zeroed();
+                        // SAFETY: `p` is 4-aligned (`first` and `stride` are) and in bounds.
+                        unsafe { load_words::<4>(p, value.as_mut_bytes()) };
+                        *slot = value;
+                    }
+                    return;
+                }
+                _ => {}
+            }
+        }
+        for (k, slot) in out.iter_mut().enumerate() {
+            // SAFETY: entry `k` is in bounds by the caller's guarantee.
+            *slot = unsafe { self.read_unchecked(offset + k * stride) };
+        }
+    }
+
+    /// Writes `src[k]` at `offset + k * stride` for every `k`: the entries of a run of ring
+    /// slots, word-aligned runs with one alignment test (see
+    /// [`read_run_unchecked`](Self::read_run_unchecked)).
+    ///
+    /// # Safety
+    ///
+    /// `src` is empty, or `offset + (src.len() - 1) * stride + size_of::<T>()` does not exceed
+    /// [`len`](Self::len).
+    #[inline]
+    pub(crate) unsafe fn write_run_unchecked<T: IntoBytes + Immutable>(
+        &self,
+        offset: usize,
+        stride: usize,
+        src: &[T],
+    ) {
+        if src.is_empty() {
+            return;
+        }
+        #[cfg(not(loom))]
+        {
+            // SAFETY: the first entry is in bounds by the caller's guarantee.
+            let first = unsafe { self.base.as_ptr().add(offset) };
+            match word_size(size_of::<T>(), stride, first) {
+                8 => {
+                    for (k, value) in src.iter().enumerate() {
+                        // SAFETY: entry `k` is in bounds by the caller's guarantee.
+                        let p = unsafe { first.add(k * stride) };
+                        // SAFETY: `p` is 8-aligned (`first` and `stride` are) and in bounds.
+                        unsafe { store_words::<8>(p, value.as_bytes()) };
+                    }
+                    return;
+                }
+                4 => {
+                    for (k, value) in src.iter().enumerate() {
+                        // SAFETY: entry `k` is in bounds by the caller's guarantee.
+                        let p = unsafe { first.add(k * stride) };
+                        // SAFETY: `p` is 4-aligned (`first` and `stride` are) and in bounds.
+                        unsafe { store_words::<4>(p, value.as_bytes()) };
+                    }
+                    return;
+                }
+                _ => {}
+            }
+        }
+        for (k, value) in src.iter().enumerate() {
+            // SAFETY: entry `k` is in bounds by the caller's guarantee.
+            unsafe { self.write_unchecked(offset + k * stride, value) };
+        }
+    }
+
     /// # Safety
     ///
     /// `offset + dst.len() <= self.len`.
@@ -291,6 +420,14 @@ impl<'a> SharedMem<'a> {
         debug_assert!(offset + dst.len() <= self.len);
         // SAFETY: in bounds by the caller's guarantee.
         let base = unsafe { self.base.as_ptr().add(offset) };
+        // A whole number of aligned words (every ring entry): no per-word tests.
+        match word_size(dst.len(), 0, base) {
+            // SAFETY: `base` is 8-aligned, the length a multiple of 8, the range in bounds.
+            8 => return unsafe { load_words::<8>(base, dst) },
+            // SAFETY: as above, for 4-byte words.
+            4 => return unsafe { load_words::<4>(base, dst) },
+            _ => {}
+        }
         let mut i = 0;
         while i < dst.len() {
             // SAFETY: `i < dst.len()`, so `base + i` is inside the checked range.
@@ -325,6 +462,14 @@ impl<'a> SharedMem<'a> {
         debug_assert!(offset + src.len() <= self.len);
         // SAFETY: in bounds by the caller's guarantee.
         let base = unsafe { self.base.as_ptr().add(offset) };
+        // A whole number of aligned words (every ring entry): no per-word tests.
+        match word_size(src.len(), 0, base) {
+            // SAFETY: `base` is 8-aligned, the length a multiple of 8, the range in bounds.
+            8 => return unsafe { store_words::<8>(base, src) },
+            // SAFETY: as above, for 4-byte words.
+            4 => return unsafe { store_words::<4>(base, src) },
+            _ => {}
+        }
         let mut i = 0;
         while i < src.len() {
             // SAFETY: `i < src.len()`, so `base + i` is inside the checked range.
@@ -386,6 +531,76 @@ impl<'a> SharedMem<'a> {
                 });
                 i += 1;
             }
+        }
+    }
+}
+
+/// The word size (8 or 4) in which `len`-byte values at `first`, `first + stride`, … can all
+/// be copied as naturally aligned words, or 0 if they cannot. For fixed-size entries `len` and
+/// `stride` are constants, so only the alignment of `first` is tested at run time.
+#[cfg(not(loom))]
+#[inline(always)]
+fn word_size(len: usize, stride: usize, first: *mut u8) -> usize {
+    let addr = first as usize;
+    if len % 8 == 0 && stride % 8 == 0 && addr % 8 == 0 {
+        8
+    } else if len % 4 == 0 && stride % 4 == 0 && addr % 4 == 0 {
+        4
+    } else {
+        0
+    }
+}
+
+/// Copies `dst.len()` bytes out of shared memory at `src` as `W`-byte relaxed atomic loads
+/// (`W` is 8 or 4): each byte is read exactly once.
+///
+/// # Safety
+///
+/// `src` is `W`-aligned, `dst.len()` is a multiple of `W`, and the `dst.len()` bytes at `src`
+/// lie inside one region under the contract of [`SharedMem::new`].
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn load_words<const W: usize>(src: *mut u8, dst: &mut [u8]) {
+    const { assert!(W == 8 || W == 4) };
+    for (i, word) in dst.chunks_exact_mut(W).enumerate() {
+        // SAFETY: `W * i + W <= dst.len()`: the word is inside the range.
+        let p = unsafe { src.add(W * i) };
+        if W == 8 {
+            // SAFETY: `p` is 8-aligned (`src` is, and so is `8 * i`), and the region's
+            // contract allows atomic access to every byte of it.
+            let v = unsafe { AtomicU64::from_ptr(p.cast()) }.load(Ordering::Relaxed);
+            word.copy_from_slice(&v.to_ne_bytes());
+        } else {
+            // SAFETY: as above, for a 4-aligned 4-byte word.
+            let v = unsafe { AtomicU32::from_ptr(p.cast()) }.load(Ordering::Relaxed);
+            word.copy_from_slice(&v.to_ne_bytes());
+        }
+    }
+}
+
+/// Copies `src` into shared memory at `dst` as `W`-byte relaxed atomic stores (`W` is 8 or 4).
+///
+/// # Safety
+///
+/// As for [`load_words`], with `dst` and `src.len()`.
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn store_words<const W: usize>(dst: *mut u8, src: &[u8]) {
+    const { assert!(W == 8 || W == 4) };
+    for (i, word) in src.chunks_exact(W).enumerate() {
+        // SAFETY: `W * i + W <= src.len()`: the word is inside the range.
+        let p = unsafe { dst.add(W * i) };
+        if W == 8 {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            // SAFETY: `p` is 8-aligned (`dst` is, and so is `8 * i`), and the region's
+            // contract allows atomic access to every byte of it.
+            unsafe { AtomicU64::from_ptr(p.cast()) }.store(u64::from_ne_bytes(w), Ordering::Relaxed);
+        } else {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(word);
+            // SAFETY: as above, for a 4-aligned 4-byte word.
+            unsafe { AtomicU32::from_ptr(p.cast()) }.store(u32::from_ne_bytes(w), Ordering::Relaxed);
         }
     }
 }

@@ -125,11 +125,10 @@ impl<'a, Req: Entry, Rsp: Entry> BackRing<'a, Req, Rsp> {
         if (available as usize) < out.len() {
             available = self.refresh()?;
         }
+        // `available <= size`: `refresh` validated it.
         let n = out.len().min(available as usize);
-        for slot in &mut out[..n] {
-            *slot = self.sring.read_req(self.req_cons);
-            self.req_cons = self.req_cons.wrapping_add(1);
-        }
+        self.sring.read_reqs(self.req_cons, &mut out[..n]);
+        self.req_cons = self.req_cons.wrapping_add(n as u32);
         Ok(n)
     }
 
@@ -153,11 +152,10 @@ impl<'a, Req: Entry, Rsp: Entry> BackRing<'a, Req, Rsp> {
     /// Queues as many of `rsps` as there are consumed, unanswered requests; returns how many.
     #[inline]
     pub fn queue_responses(&mut self, rsps: &[Rsp]) -> usize {
+        // `pending_responses() <= size`: `req_cons` never passes a validated `req_prod`.
         let n = rsps.len().min(self.pending_responses() as usize);
-        for rsp in &rsps[..n] {
-            self.sring.write_rsp(self.rsp_prod_pvt, rsp);
-            self.rsp_prod_pvt = self.rsp_prod_pvt.wrapping_add(1);
-        }
+        self.sring.write_rsps(self.rsp_prod_pvt, &rsps[..n]);
+        self.rsp_prod_pvt = self.rsp_prod_pvt.wrapping_add(n as u32);
         n
     }
 

@@ -104,10 +104,8 @@ impl<'a, Req: Entry, Rsp: Entry> FrontRing<'a, Req, Rsp> {
     #[inline]
     pub fn queue_requests(&mut self, reqs: &[Req]) -> usize {
         let n = reqs.len().min(self.free_requests() as usize);
-        for req in &reqs[..n] {
-            self.sring.write_req(self.req_prod_pvt, req);
-            self.req_prod_pvt = self.req_prod_pvt.wrapping_add(1);
-        }
+        self.sring.write_reqs(self.req_prod_pvt, &reqs[..n]);
+        self.req_prod_pvt = self.req_prod_pvt.wrapping_add(n as u32);
         n
     }
 
@@ -189,11 +187,10 @@ impl<'a, Req: Entry, Rsp: Entry> FrontRing<'a, Req, Rsp> {
         if (available as usize) < out.len() {
             available = self.refresh()?;
         }
+        // `available <= size`: `refresh` validated it against the requests pushed.
         let n = out.len().min(available as usize);
-        for slot in &mut out[..n] {
-            *slot = self.sring.read_rsp(self.rsp_cons);
-            self.rsp_cons = self.rsp_cons.wrapping_add(1);
-        }
+        self.sring.read_rsps(self.rsp_cons, &mut out[..n]);
+        self.rsp_cons = self.rsp_cons.wrapping_add(n as u32);
         Ok(n)
     }
 

@@ -159,6 +159,68 @@ impl<'a, Req: Entry, Rsp: Entry> Sring<'a, Req, Rsp> {
         // SAFETY: as in `read_rsp`.
         unsafe { self.mem.write_unchecked(self.slot_offset(idx), rsp) }
     }
+
+    /// Copies the requests in slots `idx, idx + 1, …` (modulo the ring size) into `out`,
+    /// each exactly once. At most `size` entries are copied; callers pass no more.
+    #[inline]
+    pub(crate) fn read_reqs(&self, idx: u32, out: &mut [Req]) {
+        let (first, wrapped) = self.runs(idx, out.len());
+        let (a, b) = out.split_at_mut(first.1);
+        let b = &mut b[..wrapped];
+        // SAFETY: `runs` keeps both runs inside the ring's slots (see there); a request is
+        // at most `STRIDE` bytes, so every entry ends inside the region (see `read_req`).
+        unsafe { self.mem.read_run_unchecked(first.0, Self::STRIDE, a) };
+        // SAFETY: as above, for the run that starts at slot 0.
+        unsafe { self.mem.read_run_unchecked(HEADER_LEN, Self::STRIDE, b) };
+    }
+
+    /// Copies the responses in slots `idx, idx + 1, …` into `out`, as `read_reqs`.
+    #[inline]
+    pub(crate) fn read_rsps(&self, idx: u32, out: &mut [Rsp]) {
+        let (first, wrapped) = self.runs(idx, out.len());
+        let (a, b) = out.split_at_mut(first.1);
+        let b = &mut b[..wrapped];
+        // SAFETY: as in `read_reqs`; a response is at most `STRIDE` bytes.
+        unsafe { self.mem.read_run_unchecked(first.0, Self::STRIDE, a) };
+        // SAFETY: as above, for the run that starts at slot 0.
+        unsafe { self.mem.read_run_unchecked(HEADER_LEN, Self::STRIDE, b) };
+    }
+
+    /// Writes `reqs` into slots `idx, idx + 1, …` (at most `size` of them).
+    #[inline]
+    pub(crate) fn write_reqs(&self, idx: u32, reqs: &[Req]) {
+        let (first, wrapped) = self.runs(idx, reqs.len());
+        let (a, b) = reqs.split_at(first.1);
+        // SAFETY: as in `read_reqs`.
+        unsafe { self.mem.write_run_unchecked(first.0, Self::STRIDE, a) };
+        // SAFETY: as above, for the run that starts at slot 0.
+        unsafe { self.mem.write_run_unchecked(HEADER_LEN, Self::STRIDE, &b[..wrapped]) };
+    }
+
+    /// Writes `rsps` into slots `idx, idx + 1, …` (at most `size` of them).
+    #[inline]
+    pub(crate) fn write_rsps(&self, idx: u32, rsps: &[Rsp]) {
+        let (first, wrapped) = self.runs(idx, rsps.len());
+        let (a, b) = rsps.split_at(first.1);
+        // SAFETY: as in `read_rsps`.
+        unsafe { self.mem.write_run_unchecked(first.0, Self::STRIDE, a) };
+        // SAFETY: as above, for the run that starts at slot 0.
+        unsafe { self.mem.write_run_unchecked(HEADER_LEN, Self::STRIDE, &b[..wrapped]) };
+    }
+
+    /// Splits `n` consecutive slots from `idx` into at most two runs of adjacent slots:
+    /// `((byte offset of slot idx, length of the first run), length of the run from slot 0)`.
+    /// The first run ends at the last slot at the latest, and neither run is longer than the
+    /// ring: `n` beyond `size` is cut off.
+    #[inline]
+    fn runs(&self, idx: u32, n: usize) -> ((usize, usize), usize) {
+        let size = self.size as usize;
+        debug_assert!(n <= size);
+        let start = (idx & (self.size - 1)) as usize;
+        let first = n.min(size - start);
+        let wrapped = (n - first).min(start);
+        ((HEADER_LEN + start * Self::STRIDE, first), wrapped)
+    }
 }
 
 impl<Req, Rsp> core::fmt::Debug for Sring<'_, Req, Rsp> {
@@ -191,6 +253,70 @@ mod tests {
         assert_eq!(ring_size(75, 12), 0);
         assert_eq!(ring_size(76, 12), 1);
         assert_eq!(ring_size(4096, 0), 0);
+    }
+
+    /// A value whose every byte depends on `seq`.
+    #[cfg(all(feature = "alloc", not(loom)))]
+    fn val<T: Entry>(seq: u32) -> T {
+        let mut v = T::new_zeroed();
+        for (i, b) in v.as_mut_bytes().iter_mut().enumerate() {
+            *b = (seq.wrapping_mul(31).wrapping_add(i as u32 * 7)) as u8;
+        }
+        v
+    }
+
+    /// Batch copies (`queue_requests`, `pop_requests`, `queue_responses`, `pop_responses`)
+    /// across many wrap-arounds, in batch sizes that straddle the end of the ring.
+    #[cfg(all(feature = "alloc", not(loom)))]
+    fn batches_wrap<Req: Entry + PartialEq + core::fmt::Debug, Rsp: Entry + PartialEq + core::fmt::Debug>(
+        entries: usize,
+    ) {
+        use crate::{BackRing, FrontRing, HeapRegion};
+        let r = HeapRegion::new(HEADER_LEN + entries * entry_size::<Req, Rsp>());
+        let mut f = FrontRing::<Req, Rsp>::new(r.mem()).unwrap();
+        let mut b = BackRing::<Req, Rsp>::new(r.mem()).unwrap();
+        assert_eq!(f.size() as usize, entries);
+        let (mut sent, mut served, mut answered) = (0u32, 0u32, 0u32);
+        let mut reqs = [Req::new_zeroed(); 13];
+        let mut rsps = [Rsp::new_zeroed(); 13];
+        for round in 0..200usize {
+            let want = [1, 3, 5, 7, 13][round % 5];
+            let batch: [Req; 13] = core::array::from_fn(|i| val(sent + i as u32));
+            let n = f.queue_requests(&batch[..want]);
+            assert!(n <= want);
+            sent += n as u32;
+            let _ = f.push_requests();
+            let k = b.pop_requests(&mut reqs[..[2, 13, 4, 9][round % 4]]).unwrap();
+            for (i, req) in reqs[..k].iter().enumerate() {
+                assert_eq!(*req, val::<Req>(served + i as u32), "request {}", served + i as u32);
+                rsps[i] = val(served + i as u32 + 1000);
+            }
+            assert_eq!(b.queue_responses(&rsps[..k]), k);
+            served += k as u32;
+            let _ = b.push_responses();
+            let k = f.pop_responses(&mut rsps[..[13, 3][round % 2]]).unwrap();
+            for (i, rsp) in rsps[..k].iter().enumerate() {
+                assert_eq!(*rsp, val::<Rsp>(answered + i as u32 + 1000), "response {}", answered + i as u32);
+            }
+            answered += k as u32;
+        }
+        assert!(answered as usize > 10 * entries, "the test wrapped the ring many times");
+    }
+
+    #[test]
+    #[cfg(all(feature = "alloc", not(loom)))]
+    fn batch_copies_wrap_for_every_word_size() {
+        use crate::xen::netif::{NetifTxRequest, NetifTxResponse};
+        // Each pair accesses every slot with one pattern of word sizes, so that miri's
+        // weak-memory emulation (which cannot mix sizes on the same bytes) can run it too.
+        // 12-byte requests and 4-byte responses, both in 4-byte words.
+        batches_wrap::<NetifTxRequest, NetifTxResponse>(16);
+        // 8-byte entries in 8-byte words.
+        batches_wrap::<u64, u64>(8);
+        // 3-byte entries: no word path, byte by byte.
+        batches_wrap::<[u8; 3], [u8; 3]>(16);
+        // 6-byte entries: no word path for the run; a 4-byte word where a slot is 4-aligned.
+        batches_wrap::<[u16; 3], [u16; 3]>(32);
     }
 
     #[test]
