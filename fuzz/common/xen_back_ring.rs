@@ -92,11 +92,10 @@ const REGION_LENS: [usize; 13] = [
 /// Upper bound on operations per input, to keep every run short.
 const MAX_OPS: usize = 4096;
 
-/// The documented latch: after an error every consuming call fails with it. ring/src
-/// currently keeps serving requests validated before the error (see the report in
-/// `ring/tests/proptest_ring.rs`); until that is fixed the harness accepts it, but still
-/// requires those requests to lie below an index validated before the error.
-const STRICT_LATCH: bool = false;
+/// The documented latch: after an error every consuming call fails with it, even for
+/// requests validated before the error. With `false` the harness would only require such
+/// requests to lie below an index validated before the error.
+const STRICT_LATCH: bool = true;
 
 struct Input<'d> {
     data: &'d [u8],
@@ -282,7 +281,7 @@ impl Harness<'_> {
                 match self.latched {
                     Some(l) => assert_eq!(e, l, "a latched ring returned a different error"),
                     None => {
-                        self.classify(&e, p, cons, base, over, behind_any);
+                        self.classify(&e, p, base, over, behind_any);
                         self.latched = Some(e);
                     }
                 }
@@ -344,7 +343,7 @@ impl Harness<'_> {
         }
     }
 
-    fn classify(&self, e: &RingError, p: u32, cons: u32, base: u32, over: bool, behind_any: bool) {
+    fn classify(&self, e: &RingError, p: u32, base: u32, over: bool, behind_any: bool) {
         let text = e.to_string();
         match *e {
             RingError::RequestProdOverflow { req_prod, rsp_prod_pvt, size } => {
@@ -352,8 +351,9 @@ impl Harness<'_> {
                 assert!(over, "RequestProdOverflow for a req_prod within the ring: {e:?}");
                 assert!(text.contains("RING_REQUEST_PROD_OVERFLOW"), "{text}");
             }
-            RingError::RequestProdRewound { req_prod, req_cons } => {
-                assert_eq!((req_prod, req_cons), (p, cons), "{e:?}");
+            RingError::RequestProdRewound { req_prod, seen } => {
+                assert_eq!(req_prod, p, "{e:?}");
+                assert!(seen.wrapping_sub(base) <= self.size, "{e:?}: seen is an index once validated");
                 assert!(
                     !over && behind_any,
                     "RequestProdRewound for a req_prod that did not move back: {e:?}"

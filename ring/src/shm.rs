@@ -74,7 +74,7 @@ pub struct SharedMem<'a> {
     #[cfg(loom)]
     start: usize,
     len: usize,
-    _life: PhantomData<&'a [AtomicU8]>,
+    _life: PhantomData<&'a [core::sync::atomic::AtomicU8]>,
 }
 
 // SAFETY: a `SharedMem` only ever accesses its memory through atomic operations, which are

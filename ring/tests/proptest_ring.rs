@@ -49,12 +49,11 @@ const RSP_PROD: usize = 8;
 const RSP_EVENT: usize = 12;
 
 /// The documented latch contract (`RingError`): after an impossible index, "every later
-/// consuming call returns the same error" and "nothing is read from the entries". ring/src
-/// currently keeps serving requests (responses) it validated before the error from
-/// `pop_request(s)` (`pop_response(s)`); see `latched_back_ring_stops_serving`. With `false`
-/// the checks accept that, but still require every error returned to be the latched one and
-/// every entry served to lie below a producer index validated before the error.
-const STRICT_LATCH: bool = false;
+/// consuming call returns the same error" and "nothing is read from the entries" — not even
+/// entries validated before the error (`latched_back_ring_stops_serving`). With `false` the
+/// checks would only require every error returned to be the latched one and every entry
+/// served to lie below a producer index validated before the error.
+const STRICT_LATCH: bool = true;
 
 fn config() -> ProptestConfig {
     ProptestConfig {
@@ -775,8 +774,10 @@ fn classify_back(
             prop_assert!(over, "RequestProdOverflow for an index within the ring: {:?}", e);
             prop_assert!(text.contains("RING_REQUEST_PROD_OVERFLOW"), "{}", text);
         }
-        RingError::RequestProdRewound { req_prod, req_cons } => {
-            prop_assert_eq!((req_prod, req_cons), (before.p, before.cons));
+        RingError::RequestProdRewound { req_prod, seen } => {
+            prop_assert_eq!(req_prod, before.p);
+            // `seen` is an index validated earlier, so it lies within the ring's window.
+            prop_assert!(seen.wrapping_sub(before.base) <= before.limit.wrapping_sub(before.base), "{:?}", e);
             prop_assert!(maybe_rewound, "RequestProdRewound for an index that did not move back: {:?}", e);
             prop_assert!(text.contains("producer indices only grow"), "{}", text);
         }
@@ -959,8 +960,10 @@ fn classify_front(
             prop_assert!(over, "ResponseProdOverflow for an index within the requests pushed: {:?}", e);
             prop_assert!(text.contains("RING_RESPONSE_PROD_OVERFLOW"), "{}", text);
         }
-        RingError::ResponseProdRewound { rsp_prod, rsp_cons } => {
-            prop_assert_eq!((rsp_prod, rsp_cons), (before.p, before.cons));
+        RingError::ResponseProdRewound { rsp_prod, seen } => {
+            prop_assert_eq!(rsp_prod, before.p);
+            // `seen` is a value validated earlier: ahead of the index now read.
+            prop_assert!(seen.wrapping_sub(before.base) > rsp_prod.wrapping_sub(before.base), "{:?}", e);
             prop_assert!(maybe_rewound, "ResponseProdRewound for an index that did not move back: {:?}", e);
             prop_assert!(text.contains("producer indices only grow"), "{}", text);
         }
@@ -1142,7 +1145,6 @@ proptest! {
 /// only re-read `req_prod` when their cached count runs out, and check the latch only then,
 /// so requests validated before the error are still served afterwards.
 #[test]
-#[ignore = "ring/src bug: BackRing::pop_request(s) serve requests after the latch; see report"]
 fn latched_back_ring_stops_serving() {
     let region = HeapRegion::new(4096);
     let mem = region.mem();
@@ -1156,14 +1158,13 @@ fn latched_back_ring_stops_serving() {
     mem.write(REQ_PROD, &1000u32).unwrap();
     let err = b.pop_requests(&mut [Req::default(); 8]).unwrap_err();
     assert_eq!(err, RingError::RequestProdOverflow { req_prod: 1000, rsp_prod_pvt: 0, size: 256 });
-    assert_eq!(b.pop_request(), Err(err)); // currently Ok(Some(request 1))
-    assert_eq!(b.pop_requests(&mut [Req::default(); 1]), Err(err)); // currently Ok(1)
-    assert_eq!(b.pop_requests(&mut []), Err(err)); // currently Ok(0)
+    assert_eq!(b.pop_request(), Err(err));
+    assert_eq!(b.pop_requests(&mut [Req::default(); 1]), Err(err));
+    assert_eq!(b.pop_requests(&mut []), Err(err));
 }
 
 /// The same for the front end.
 #[test]
-#[ignore = "ring/src bug: FrontRing::pop_response(s) serve responses after the latch; see report"]
 fn latched_front_ring_stops_serving() {
     let region = HeapRegion::new(4096);
     let mem = region.mem();
@@ -1181,7 +1182,7 @@ fn latched_front_ring_stops_serving() {
     mem.write(RSP_PROD, &1000u32).unwrap();
     let err = f.pop_responses(&mut [Rsp::default(); 8]).unwrap_err();
     assert_eq!(err, RingError::ResponseProdOverflow { rsp_prod: 1000, req_prod: 4, rsp_cons: 1 });
-    assert_eq!(f.pop_response(), Err(err)); // currently Ok(Some(response 1))
+    assert_eq!(f.pop_response(), Err(err));
 }
 
 /// `RequestProdRewound` says "req_prod N moved behind req_cons C" also when `req_prod` moved
@@ -1190,7 +1191,6 @@ fn latched_front_ring_stops_serving() {
 /// for `rsp_cons <= rsp_prod < rsp_prod_seen`; a `rsp_prod` really behind `rsp_cons` is
 /// reported as `ResponseProdOverflow` ("ahead of the requests pushed").
 #[test]
-#[ignore = "ring/src: the *ProdRewound messages claim the index is behind the consumer when it is not; see report"]
 fn rewound_messages_are_true() {
     let region = HeapRegion::new(4096);
     let mem = region.mem();
@@ -1209,9 +1209,8 @@ fn rewound_messages_are_true() {
 
     mem.write(RSP_PROD, &2u32).unwrap();
     let err = f.unconsumed_responses().unwrap_err();
-    assert_eq!(err, RingError::ResponseProdRewound { rsp_prod: 2, rsp_cons: 1 });
-    // "rsp_prod 2 moved behind rsp_cons 1" is false: 2 is ahead of 1, behind 3.
-    assert!(!err.to_string().contains("moved behind rsp_cons 1"), "{err}");
+    assert_eq!(err, RingError::ResponseProdRewound { rsp_prod: 2, seen: 3 });
+    assert!(err.to_string().contains("rsp_prod 2 moved back from 3"), "{err}");
 
     let region = HeapRegion::new(4096);
     let mem = region.mem();
@@ -1224,7 +1223,6 @@ fn rewound_messages_are_true() {
     assert!(b.pop_request().unwrap().is_some()); // req_cons 1, validated req_prod 4
     mem.write(REQ_PROD, &2u32).unwrap();
     let err = b.unconsumed_requests().unwrap_err();
-    assert_eq!(err, RingError::RequestProdRewound { req_prod: 2, req_cons: 1 });
-    // "req_prod 2 moved behind req_cons 1" is false: 2 is ahead of 1, behind 4.
-    assert!(!err.to_string().contains("moved behind req_cons 1"), "{err}");
+    assert_eq!(err, RingError::RequestProdRewound { req_prod: 2, seen: 4 });
+    assert!(err.to_string().contains("req_prod 2 moved back from 4"), "{err}");
 }

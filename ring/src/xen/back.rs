@@ -88,15 +88,20 @@ impl<'a, Req: Entry, Rsp: Entry> BackRing<'a, Req, Rsp> {
                 size: self.size(),
             }));
         }
+        // Within the ring but behind what was already validated (`unconsumed < seen`), or
+        // behind `req_cons` itself (`unconsumed` wrapped past `outstanding`).
         if unconsumed > outstanding || unconsumed < seen {
-            return Err(self.latch(RingError::RequestProdRewound { req_prod, req_cons: self.req_cons }));
+            return Err(self.latch(RingError::RequestProdRewound { req_prod, seen: self.req_prod_seen }));
         }
         self.req_prod_seen = req_prod;
         Ok(unconsumed)
     }
 
+    /// Stops serving the peer: records `err` for every later consuming call and forgets the
+    /// requests validated before it, so none is handed out after the error.
     fn latch(&mut self, err: RingError) -> RingError {
         self.broken = Some(err);
+        self.req_prod_seen = self.req_cons;
         err
     }
 
@@ -121,6 +126,9 @@ impl<'a, Req: Entry, Rsp: Entry> BackRing<'a, Req, Rsp> {
     /// returns how many were written to `out`.
     #[inline]
     pub fn pop_requests(&mut self, out: &mut [Req]) -> Result<usize, RingError> {
+        if let Some(err) = self.broken {
+            return Err(err);
+        }
         let mut available = self.req_prod_seen.wrapping_sub(self.req_cons);
         if (available as usize) < out.len() {
             available = self.refresh()?;
@@ -213,7 +221,7 @@ impl<Req, Rsp> core::fmt::Debug for BackRing<'_, Req, Rsp> {
     }
 }
 
-#[cfg(all(test, feature = "alloc"))]
+#[cfg(all(test, feature = "alloc", not(loom)))]
 mod tests {
     use crate::xen::netif::{NetifTxRequest, NetifTxResponse};
     use crate::{BackRing, FrontRing, HeapRegion, RingError};
@@ -248,7 +256,7 @@ mod tests {
         r.mem().write(0, &2u32).unwrap();
         // Request 3 was published and validated with the last read of req_prod: still served.
         assert_eq!(b.pop_request().unwrap().unwrap().id.get(), 3);
-        assert!(matches!(b.pop_request(), Err(RingError::RequestProdRewound { req_prod: 2, req_cons: 4 })));
+        assert!(matches!(b.pop_request(), Err(RingError::RequestProdRewound { req_prod: 2, seen: 4 })));
     }
 
     #[test]

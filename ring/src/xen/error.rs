@@ -34,13 +34,15 @@ pub enum RingError {
         /// Ring size in entries.
         size: u32,
     },
-    /// The front end moved `req_prod` backwards, behind requests already consumed.
-    #[error("req_prod {req_prod} moved behind req_cons {req_cons}: producer indices only grow")]
+    /// The front end moved `req_prod` backwards, behind a value it had already published.
+    #[error(
+        "req_prod {req_prod} moved back from {seen}, which it had published: producer indices only grow"
+    )]
     RequestProdRewound {
         /// The `req_prod` value read from shared memory.
         req_prod: u32,
-        /// The back end's private request consumer index.
-        req_cons: u32,
+        /// The last `req_prod` the back end validated.
+        seen: u32,
     },
     /// The back end's `rsp_prod` claims responses to requests that were never pushed.
     #[error(
@@ -54,13 +56,15 @@ pub enum RingError {
         /// The front end's private response consumer index.
         rsp_cons: u32,
     },
-    /// The back end moved `rsp_prod` backwards, behind responses already consumed.
-    #[error("rsp_prod {rsp_prod} moved behind rsp_cons {rsp_cons}: producer indices only grow")]
+    /// The back end moved `rsp_prod` backwards, behind a value it had already published.
+    #[error(
+        "rsp_prod {rsp_prod} moved back from {seen}, which it had published: producer indices only grow"
+    )]
     ResponseProdRewound {
         /// The `rsp_prod` value read from shared memory.
         rsp_prod: u32,
-        /// The front end's private response consumer index.
-        rsp_cons: u32,
+        /// The last `rsp_prod` the front end validated.
+        seen: u32,
     },
 }
 

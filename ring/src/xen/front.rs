@@ -144,7 +144,7 @@ impl<'a, Req: Entry, Rsp: Entry> FrontRing<'a, Req, Rsp> {
         let outstanding = self.req_prod_pushed.wrapping_sub(self.rsp_cons);
         let seen = self.rsp_prod_seen.wrapping_sub(self.rsp_cons);
         if unconsumed < seen {
-            return Err(self.latch(RingError::ResponseProdRewound { rsp_prod, rsp_cons: self.rsp_cons }));
+            return Err(self.latch(RingError::ResponseProdRewound { rsp_prod, seen: self.rsp_prod_seen }));
         }
         if unconsumed > outstanding {
             return Err(self.latch(RingError::ResponseProdOverflow {
@@ -157,8 +157,11 @@ impl<'a, Req: Entry, Rsp: Entry> FrontRing<'a, Req, Rsp> {
         Ok(unconsumed)
     }
 
+    /// Stops serving the peer: records `err` for every later consuming call and forgets the
+    /// responses validated before it, so none is handed out after the error.
     fn latch(&mut self, err: RingError) -> RingError {
         self.broken = Some(err);
+        self.rsp_prod_seen = self.rsp_cons;
         err
     }
 
@@ -183,6 +186,9 @@ impl<'a, Req: Entry, Rsp: Entry> FrontRing<'a, Req, Rsp> {
     /// how many were written to `out`.
     #[inline]
     pub fn pop_responses(&mut self, out: &mut [Rsp]) -> Result<usize, RingError> {
+        if let Some(err) = self.broken {
+            return Err(err);
+        }
         let mut available = self.rsp_prod_seen.wrapping_sub(self.rsp_cons);
         if (available as usize) < out.len() {
             available = self.refresh()?;
@@ -227,7 +233,7 @@ impl<Req, Rsp> core::fmt::Debug for FrontRing<'_, Req, Rsp> {
     }
 }
 
-#[cfg(all(test, feature = "alloc"))]
+#[cfg(all(test, feature = "alloc", not(loom)))]
 mod tests {
     use crate::xen::netif::{NetifTxRequest, NetifTxResponse};
     use crate::{BackRing, FrontRing, HeapRegion, RingError};
