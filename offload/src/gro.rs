@@ -142,8 +142,11 @@
 //! bytes, so [`gso::Segmenter`](crate::gso::Segmenter) (full checksums) gives back the
 //! segments that went in, byte for byte — except the IPv4 IDs of an `ip_fixedid` flow
 //! (which GSO increments; [`Delivery::fixed_ip_id`] says so; Linux has a
-//! `SKB_GSO_TCP_FIXEDID` bit for it that neither virtio nor netif can carry), and a TCP
-//! checksum that a sender wrote as `0xffff` where the complement of the sum is 0.
+//! `SKB_GSO_TCP_FIXEDID` bit for it that neither virtio nor netif can carry), a TCP
+//! checksum that a sender wrote as `0xffff` where the complement of the sum is 0, and the
+//! urgent pointer of later segments: without URG (URG segments are never coalesced) the
+//! field means nothing, and like Linux's `tcp_gro_receive` the super-frame keeps the first
+//! segment's without comparing the others (`fuzz/regressions/offload_gro/` keeps a case).
 //! `tests/proptest_gro.rs` checks this on random flows.
 //!
 //! # Untrusted input
