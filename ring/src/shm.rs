@@ -655,6 +655,32 @@ impl SharedU32<'_> {
     pub fn store(&self, value: u32, order: Ordering) {
         self.atomic().store(value, order)
     }
+
+    /// Atomically replaces the word with `new` if it still holds `current`; returns the value
+    /// found (`Ok` when it was `current`). Used for words both parties update with a
+    /// read-modify-write, such as a grant entry's flags (with the `domid` beside them).
+    #[inline]
+    pub fn compare_exchange(
+        &self,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32> {
+        self.atomic().compare_exchange(current, new, success, failure)
+    }
+
+    /// Atomically clears the bits not in `mask`; returns the previous value.
+    #[inline]
+    pub fn fetch_and(&self, mask: u32, order: Ordering) -> u32 {
+        self.atomic().fetch_and(mask, order)
+    }
+
+    /// Atomically sets the bits in `bits`; returns the previous value.
+    #[inline]
+    pub fn fetch_or(&self, bits: u32, order: Ordering) -> u32 {
+        self.atomic().fetch_or(bits, order)
+    }
 }
 
 #[cfg(all(feature = "alloc", not(loom)))]
@@ -743,6 +769,11 @@ mod tests {
         let w = m.u32_at(20).unwrap();
         w.store(7, Ordering::Relaxed);
         assert_eq!(s.read::<u32>(4), Ok(7));
+        assert_eq!(w.compare_exchange(6, 9, Ordering::AcqRel, Ordering::Acquire), Err(7));
+        assert_eq!(w.compare_exchange(7, 9, Ordering::AcqRel, Ordering::Acquire), Ok(7));
+        assert_eq!(w.fetch_or(0x30, Ordering::AcqRel), 9);
+        assert_eq!(w.fetch_and(!0x10, Ordering::AcqRel), 0x39);
+        assert_eq!(s.read::<u32>(4), Ok(0x29));
         assert!(s.read::<u32>(13).is_err(), "a slice is bounded by its own length");
     }
 }
