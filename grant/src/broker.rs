@@ -141,6 +141,8 @@ struct Domain<'a> {
 pub struct Broker<'a> {
     id: u32,
     domains: Vec<Domain<'a>>,
+    /// Bounce buffer for grant-to-grant copies (one page, allocated once).
+    bounce: Vec<u8>,
 }
 
 impl Default for Broker<'_> {
@@ -152,7 +154,11 @@ impl Default for Broker<'_> {
 impl<'a> Broker<'a> {
     /// A broker with no domains.
     pub fn new() -> Self {
-        Broker { id: NEXT_BROKER_ID.fetch_add(1, Ordering::Relaxed), domains: Vec::new() }
+        Broker {
+            id: NEXT_BROKER_ID.fetch_add(1, Ordering::Relaxed),
+            domains: Vec::new(),
+            bounce: alloc::vec![0; PAGE_SIZE],
+        }
     }
 
     /// Registers `domid` with its memory (a whole number of 4 KiB frames; frame `f` is bytes
@@ -233,8 +239,9 @@ impl<'a> Broker<'a> {
 
         let result = match (&src, &dst, &op.src, &mut op.dst) {
             (Some((sp, smem)), Some((dp, dmem)), _, _) => {
-                let mut buf = [0u8; PAGE_SIZE];
-                let buf = &mut buf[..len];
+                // Through a private buffer: the source is read once, so the destination gets
+                // one consistent snapshot even if the source's owner writes concurrently.
+                let buf = &mut self.bounce[..len];
                 smem.read_bytes(usize::from(sp.offset), buf)
                     .and_then(|()| dmem.write_bytes(usize::from(dp.offset), buf))
             }
