@@ -16,6 +16,8 @@
 //!   landing after `end_access` would show).
 //! - **A failed `end_access` leaves the grant intact**: the entry still grants the same frame
 //!   to the same domain, and the granter's record still has it.
+//! - **Pins are counted** (XSA-224): with one grant mapped twice, the first unmap leaves it
+//!   in use, so `end_access` cannot succeed while the second mapping still writes.
 //! - **A broker that sees a grant sees its frame**: a grant published concurrently with a copy
 //!   is either refused or read from the granted frame, never from a stale frame number.
 //!
@@ -241,5 +243,40 @@ fn grant_publish_vs_copy() {
             Ok(()) => assert_eq!(read, Some([0xb1; LEN]), "copied from a stale frame"),
             Err(e) => assert_eq!(e, GrantStatus::BadGntref),
         }
+    });
+}
+
+/// One grant mapped twice for writing (XSA-224's shape): after the first unmap the grant must
+/// stay in use, so the granter cannot end it while the second mapping writes.
+#[test]
+fn end_access_vs_two_maps() {
+    run("end_access_vs_two_maps", || {
+        let (mem, tab) = guest(1, |_| ORIGINAL);
+        let mut table = GrantTable::<N>::new(tab.clone()).unwrap();
+        let gref = table.grant_access(BACK, Frame(0), false).unwrap();
+        let mut broker = Broker::new();
+        broker.register(GUEST, mem.clone(), tab, 0).unwrap();
+        // Both maps exist before the race starts.
+        let first = broker.map(BACK, GUEST, gref, Access::Write).unwrap();
+        let second = broker.map(BACK, GUEST, gref, Access::Write).unwrap();
+
+        let granter_mem = mem.clone();
+        let granter = thread::spawn(move || loop {
+            match table.end_access(gref) {
+                Ok(_) => {
+                    let seen = first_bytes(&granter_mem);
+                    assert_eq!(seen, [BROKER_WRITE; LEN], "ended while the second map was live");
+                    granter_mem.fill(0, LEN, SCRIBBLE).unwrap();
+                    return;
+                }
+                Err(GrantError::InUse { .. }) => thread::yield_now(),
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        });
+        broker.unmap(first).unwrap();
+        second.write_bytes(0, &[BROKER_WRITE; LEN]).unwrap();
+        broker.unmap(second).unwrap();
+        granter.join().unwrap();
+        assert_eq!(first_bytes(&mem), [SCRIBBLE; LEN]);
     });
 }
