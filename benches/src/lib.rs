@@ -57,3 +57,35 @@ pub fn pin_to_cpu(cpu: usize) -> bool {
     // SAFETY: sched_setaffinity only reads `size_of::<cpu_set_t>()` bytes of `set`.
     unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) == 0 }
 }
+
+/// The CPU's model name from `/proc/cpuinfo`, or `"unknown CPU"`.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.to_owned()))
+        .and_then(|l| l.split_once(':').map(|(_, m)| m.trim().to_owned()))
+        .unwrap_or_else(|| "unknown CPU".to_owned())
+}
+
+/// The smallest and largest of a set of samples, `(inf, 0)` for none.
+pub fn min_max(samples: &[f64]) -> (f64, f64) {
+    samples.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)))
+}
+
+/// The median of the per-run ratios `a[i] / b[i]` (runs paired by index): robust against a
+/// machine whose speed drifts between runs, since both sides of a pair ran back to back.
+pub fn paired_ratio(a: &[f64], b: &[f64]) -> f64 {
+    let mut r: Vec<f64> = a.iter().zip(b).filter(|(_, &y)| y > 0.0).map(|(x, y)| x / y).collect();
+    median(&mut r)
+}
+
+/// Whether the SIMD features the binary was compiled for include AVX2 (i.e. it was built
+/// with `-C target-cpu=native` on an AVX2 machine, or an explicit `target-feature`), for
+/// labelling output: `"native (AVX2 at compile time)"` or `"generic x86-64"`.
+pub fn build_flavour() -> &'static str {
+    if cfg!(target_feature = "avx2") {
+        "native (AVX2 enabled at compile time)"
+    } else {
+        "generic x86-64 (SSE2 baseline)"
+    }
+}
