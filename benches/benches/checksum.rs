@@ -10,10 +10,11 @@
 //! medians and the median of per-run ratios ("paired").
 //!
 //! The issue's goal compares a build for generic x86-64 (this binary, built the default way)
-//! with peers built with `-C target-cpu=native`. `benches/run-checksum-native.sh` builds and
-//! runs this bench both ways; when `PVIO_CHECKSUM_RESULTS` names a file, the medians are
-//! written there, and when `PVIO_CHECKSUM_NATIVE_RESULTS` names the native run's file the
-//! cross-build goal is printed too.
+//! with peers built with `-C target-cpu=native`. `benches/run-checksum-native.sh` builds
+//! this bench both ways and runs the generic one with `PVIO_CHECKSUM_NATIVE_BIN` naming the
+//! native executable: that one is started with `--serve` and asked for one run after each of
+//! this build's runs (alternating which goes first), so the two builds' runs interleave and
+//! the cross-build ratio is paired run by run. Both builds' tables and all goals are printed.
 //!
 //! `cargo bench -p pvio-benches --bench checksum` runs the full measurement; without
 //! `--bench` (e.g. under `cargo test --benches`) a short smoke run checks the code paths.
@@ -194,96 +195,140 @@ fn iters_for(len: usize, bytes: usize) -> u64 {
 
 const MAX_RUNS: usize = 31;
 const MIN_RUNS: usize = 7;
-const TIME_BUDGET: Duration = Duration::from_secs(25);
+const TIME_BUDGET: Duration = Duration::from_secs(40);
 /// Bytes checksummed per sample (about 1 to 6 ms).
 const SAMPLE_BYTES: usize = 64 << 20;
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let full = args.iter().any(|a| a == "--bench");
-    let sample_bytes = if full { SAMPLE_BYTES } else { 256 << 10 };
-    let max_runs = if full { MAX_RUNS } else { 1 };
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let pinned = pin_to_cpu(0);
-    let buf = buffer();
-    let imps: Vec<Imp> = IMPS.into_iter().filter(|i| i.is_available()).collect();
+/// GB/s per run: `[size][imp as usize]`.
+type Samples = Vec<Vec<Vec<f64>>>;
 
-    // Every implementation computes the same checksum (the read rows aside).
-    for len in SIZES {
-        let data = &buf.0[..len];
-        let want = u64::from(!reference::sum(data));
-        for imp in imps.iter().copied().filter(|i| !matches!(i, Imp::ReadXor | Imp::ReadAvx2)) {
-            assert_eq!(imp.run(data), want, "{} disagrees with the reference at {len} bytes", imp.key());
-        }
-    }
+fn empty_samples() -> Samples {
+    SIZES.iter().map(|_| vec![Vec::new(); IMPS.len()]).collect()
+}
 
-    println!("checksum: RFC 1071 checksum of a hot buffer, pvio vs internet-checksum, etherparse, smoltcp");
-    println!(
-        "  machine: {} ({} CPUs online); build: {}; pvio engine chosen at run time: {:?}",
-        cpu_model(),
-        cpus,
-        build_flavour(),
-        Engine::best()
-    );
-    println!(
-        "  buffer: 64-byte aligned, pseudo-random bytes, the same for every row; ~{} MiB per sample; GB/s = 10^9 B/s",
-        sample_bytes >> 20
-    );
-    if !full {
-        println!("  (smoke run: pass --bench, as `cargo bench` does, for the real measurement)");
-    }
-
-    // samples[size][imp]
-    let mut samples: Vec<Vec<Vec<f64>>> = SIZES.iter().map(|_| vec![Vec::new(); IMPS.len()]).collect();
-    // Warm up (page faults, frequency ramp, lazy engine detection).
+/// One run: every available row once, in an order rotated by `run`.
+fn one_run(imps: &[Imp], buf: &Buf, sample_bytes: usize, run: usize, samples: &mut Samples) {
     for (s, &len) in SIZES.iter().enumerate() {
-        for &imp in &imps {
-            let _ = measure(imp, &buf.0[..len], iters_for(len, sample_bytes / 4));
-            let _ = s;
+        for k in 0..imps.len() {
+            let imp = imps[(k + run) % imps.len()];
+            let gbps = measure(imp, &buf.0[..len], iters_for(len, sample_bytes));
+            samples[s][imp as usize].push(gbps);
         }
     }
-    let t0 = Instant::now();
-    let mut runs = 0;
-    while runs < max_runs {
-        let round = Instant::now();
+}
+
+/// `--serve`: the parent (a build for generic x86-64) drives this binary (built with
+/// `-C target-cpu=native`) one run at a time, so both builds' runs interleave. Each line
+/// `RUN SAMPLE_BYTES` on stdin is answered with `size key gbps` lines and `end`.
+fn serve(imps: &[Imp], buf: &Buf) {
+    use std::io::{BufRead, Write};
+    println!("ready {}", build_flavour());
+    let stdout = std::io::stdout();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let mut w = line.split_whitespace().map(|w| w.parse::<usize>().unwrap_or(0));
+        let (run, bytes) = (w.next().unwrap_or(0), w.next().unwrap_or(SAMPLE_BYTES));
+        let mut samples = empty_samples();
+        one_run(imps, buf, bytes, run, &mut samples);
+        let mut out = stdout.lock();
         for (s, &len) in SIZES.iter().enumerate() {
-            for k in 0..imps.len() {
-                let imp = imps[(k + runs) % imps.len()];
-                let gbps = measure(imp, &buf.0[..len], iters_for(len, sample_bytes));
-                samples[s][imp as usize].push(gbps);
+            for &imp in imps {
+                let _ = writeln!(out, "{len} {} {}", imp.key(), samples[s][imp as usize][0]);
             }
         }
-        runs += 1;
-        if runs >= MIN_RUNS && t0.elapsed() + round.elapsed() > TIME_BUDGET {
-            break;
+        let _ = writeln!(out, "end");
+        let _ = out.flush();
+    }
+}
+
+/// The other build of this bench, started with `--serve`.
+struct Native {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Native {
+    fn start(path: &str) -> Result<Native, String> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(path)
+            .arg("--serve")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting {path}: {e}"))?;
+        let stdin = child.stdin.take().expect("piped");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        let _ = stdout.read_line(&mut line);
+        if !line.starts_with("ready native") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{path} is not a native build of this bench (said {:?})", line.trim()));
+        }
+        Ok(Native { child, stdin, stdout })
+    }
+
+    fn run(&mut self, run: usize, sample_bytes: usize, samples: &mut Samples) {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "{run} {sample_bytes}").expect("writing to the native bench");
+        self.stdin.flush().expect("flushing to the native bench");
+        loop {
+            let mut line = String::new();
+            if self.stdout.read_line(&mut line).expect("reading the native bench") == 0
+                || line.trim() == "end"
+            {
+                break;
+            }
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(s), Some(imp), Some(g)) = (
+                f.first().and_then(|l| SIZES.iter().position(|&x| x.to_string() == *l)),
+                f.get(1).and_then(|k| IMPS.iter().find(|i| i.key() == *k)),
+                f.get(2).and_then(|g| g.parse::<f64>().ok()),
+            ) else {
+                panic!("unexpected line from the native bench: {line:?}")
+            };
+            samples[s][*imp as usize].push(g);
         }
     }
-    let total = t0.elapsed();
-    println!("  median of {runs} runs per row; \"paired\" is the median of the per-run ratios");
+}
 
-    let mut results = String::new();
-    let mut goal_lines = Vec::new();
+impl Drop for Native {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The fastest peer at size index `s` by median: (peer, median GB/s).
+fn fastest_peer(samples: &Samples, s: usize) -> (Imp, f64) {
+    PEERS
+        .into_iter()
+        .map(|p| (p, median(&mut samples[s][p as usize].clone())))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .expect("three peers")
+}
+
+/// Prints one build's tables.
+fn print_tables(title: &str, imps: &[Imp], samples: &Samples) {
+    println!();
+    println!("=== {title} ===");
     for (s, &len) in SIZES.iter().enumerate() {
         let per = &samples[s];
         let med: Vec<f64> = per.iter().map(|v| median(&mut v.clone())).collect();
-        // The fastest peer by median.
-        let best_peer = PEERS
+        let (best_peer, best) = fastest_peer(samples, s);
+        let ceiling = [Imp::ReadXor, Imp::ReadAvx2]
             .into_iter()
-            .max_by(|a, b| med[*a as usize].total_cmp(&med[*b as usize]))
-            .expect("three peers");
-        let ceiling = imps
-            .iter()
-            .copied()
-            .filter(|i| matches!(i, Imp::ReadXor | Imp::ReadAvx2))
-            .max_by(|a, b| med[*a as usize].total_cmp(&med[*b as usize]))
-            .expect("a read row");
+            .filter(|i| imps.contains(i))
+            .map(|i| med[i as usize])
+            .fold(0.0, f64::max);
         println!();
         println!("{len} bytes");
         println!(
             "  {:<44} {:>8} {:^17} {:>10} {:>7} {:>9}",
             "implementation", "GB/s", "min .. max", "pvio/this", "paired", "% of read"
         );
-        for &imp in &imps {
+        for &imp in imps {
             let i = imp as usize;
             let (lo, hi) = min_max(&per[i]);
             let (ratio, paired) = if imp == Imp::Pvio {
@@ -302,65 +347,131 @@ fn main() {
                 hi,
                 ratio,
                 paired,
-                100.0 * med[i] / med[ceiling as usize]
+                100.0 * med[i] / ceiling
             );
-            results.push_str(&format!("{}\t{len}\t{:.4}\n", imp.key(), med[i]));
         }
-        let paired = paired_ratio(&per[Imp::Pvio as usize], &per[best_peer as usize]);
         println!(
-            "  fastest peer: {} at {:.2} GB/s; pvio / fastest peer = {:.2}x (paired {:.2}x)",
+            "  fastest peer: {} at {best:.2} GB/s; pvio / fastest peer = {:.2}x (paired {:.2}x)",
             best_peer.key(),
-            med[best_peer as usize],
-            med[Imp::Pvio as usize] / med[best_peer as usize],
-            paired
+            med[Imp::Pvio as usize] / best,
+            paired_ratio(&per[Imp::Pvio as usize], &per[best_peer as usize])
         );
-        if len >= 1500 {
-            goal_lines.push((len, paired, best_peer, med[Imp::Pvio as usize]));
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let full = args.iter().any(|a| a == "--bench");
+    let sample_bytes = if full { SAMPLE_BYTES } else { 256 << 10 };
+    let max_runs = if full { MAX_RUNS } else { 1 };
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // The native child inherits the pinning.
+    let pinned = pin_to_cpu(0);
+    let buf = buffer();
+    let imps: Vec<Imp> = IMPS.into_iter().filter(|i| i.is_available()).collect();
+
+    // Every implementation computes the same checksum (the read rows aside).
+    for len in SIZES {
+        let data = &buf.0[..len];
+        let want = u64::from(!reference::sum(data));
+        for imp in imps.iter().copied().filter(|i| !matches!(i, Imp::ReadXor | Imp::ReadAvx2)) {
+            assert_eq!(imp.run(data), want, "{} disagrees with the reference at {len} bytes", imp.key());
         }
+    }
+    if args.iter().any(|a| a == "--serve") {
+        return serve(&imps, &buf);
+    }
+
+    println!("checksum: RFC 1071 checksum of a hot buffer, pvio vs internet-checksum, etherparse, smoltcp");
+    println!(
+        "  machine: {} ({cpus} CPUs online); this build: {}; pvio engine chosen at run time: {:?}",
+        cpu_model(),
+        build_flavour(),
+        Engine::best()
+    );
+    println!(
+        "  buffer: 64-byte aligned, pseudo-random bytes, the same for every row; ~{} MiB per sample; GB/s = 10^9 B/s",
+        sample_bytes >> 20
+    );
+    let mut native = match std::env::var("PVIO_CHECKSUM_NATIVE_BIN") {
+        Ok(path) if full => match Native::start(&path) {
+            Ok(n) => {
+                println!("  native build: {path}, driven one run at a time between this build's runs");
+                Some(n)
+            }
+            Err(e) => {
+                println!("  native build: skipped: {e}");
+                None
+            }
+        },
+        _ => None,
+    };
+    if !full {
+        println!("  (smoke run: pass --bench, as `cargo bench` does, for the real measurement)");
+    }
+
+    let mut samples = empty_samples();
+    let mut native_samples = empty_samples();
+    // Warm-up run (page faults, frequency ramp, lazy engine detection), not recorded.
+    one_run(&imps, &buf, sample_bytes / 4, 0, &mut empty_samples());
+    if let Some(n) = &mut native {
+        n.run(0, sample_bytes / 4, &mut empty_samples());
+    }
+    let t0 = Instant::now();
+    let mut runs = 0;
+    while runs < max_runs {
+        let round = Instant::now();
+        // Alternate which build goes first.
+        if runs % 2 == 1 {
+            if let Some(n) = &mut native {
+                n.run(runs, sample_bytes, &mut native_samples);
+            }
+        }
+        one_run(&imps, &buf, sample_bytes, runs, &mut samples);
+        if runs % 2 == 0 {
+            if let Some(n) = &mut native {
+                n.run(runs, sample_bytes, &mut native_samples);
+            }
+        }
+        runs += 1;
+        if runs >= MIN_RUNS && t0.elapsed() + round.elapsed() > TIME_BUDGET {
+            break;
+        }
+    }
+    let total = t0.elapsed();
+    println!("  median of {runs} runs per row; \"paired\" is the median of the per-run ratios");
+
+    print_tables(&format!("this build: {}", build_flavour()), &imps, &samples);
+    if native.is_some() {
+        print_tables("native build (-C target-cpu=native)", &imps, &native_samples);
     }
 
     if full {
+        let this = if cfg!(target_feature = "avx2") { "native" } else { "generic" };
         println!();
-        println!("goals ({}):", build_flavour());
-        let native =
-            std::env::var("PVIO_CHECKSUM_NATIVE_RESULTS").ok().and_then(|p| std::fs::read_to_string(p).ok());
-        for (len, paired, peer, pvio) in goal_lines {
-            let same_build = if cfg!(target_feature = "avx2") {
-                "pvio (native) >= 2x fastest peer (native)"
-            } else {
-                "pvio (generic) >= 2x fastest peer (generic)"
-            };
+        println!("goals:");
+        for (s, &len) in SIZES.iter().enumerate().filter(|(_, &len)| len >= 1500) {
+            let (peer, _) = fastest_peer(&samples, s);
+            let r = paired_ratio(&samples[s][Imp::Pvio as usize], &samples[s][peer as usize]);
             println!(
-                "  {same_build} at {len} B: {paired:.2}x vs {}: {}",
+                "  pvio ({this}) >= 2x fastest peer ({this}) at {len} B: {r:.2}x vs {}: {}",
                 peer.key(),
-                if paired >= 2.0 { "met" } else { "NOT met" }
+                if r >= 2.0 { "met" } else { "NOT met" }
             );
-            if let Some(native) = &native {
-                let best = PEERS
-                    .iter()
-                    .filter_map(|p| {
-                        native.lines().find_map(|l| {
-                            let mut f = l.split('\t');
-                            (f.next() == Some(p.key()) && f.next() == Some(&len.to_string()))
-                                .then(|| f.next().and_then(|g| g.parse::<f64>().ok()))
-                                .flatten()
-                                .map(|g| (p.key(), g))
-                        })
-                    })
-                    .max_by(|a, b| a.1.total_cmp(&b.1));
-                if let Some((name, gbps)) = best {
-                    let r = pvio / gbps;
-                    println!(
-                        "  pvio (generic) within 10% of fastest peer (native) at {len} B: {pvio:.2} vs {name} \
-                         {gbps:.2} GB/s = {r:.2}x: {}",
-                        if r >= 0.9 { "met" } else { "NOT met" }
-                    );
-                }
+        }
+        if native.is_some() {
+            for (s, &len) in SIZES.iter().enumerate().filter(|(_, &len)| len >= 1500) {
+                let (peer, best) = fastest_peer(&native_samples, s);
+                let pvio = median(&mut samples[s][Imp::Pvio as usize].clone());
+                let r = paired_ratio(&samples[s][Imp::Pvio as usize], &native_samples[s][peer as usize]);
+                println!(
+                    "  pvio ({this}) within 10% of fastest peer (native) at {len} B: {pvio:.2} vs {} {best:.2} GB/s, \
+                     paired {r:.2}x: {}",
+                    peer.key(),
+                    if r >= 0.9 { "met" } else { "NOT met" }
+                );
             }
         }
-    }
-    if let Ok(path) = std::env::var("PVIO_CHECKSUM_RESULTS") {
-        std::fs::write(&path, results).unwrap_or_else(|e| panic!("writing {path}: {e}"));
     }
     println!();
     if !pinned {
