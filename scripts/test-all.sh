@@ -43,7 +43,7 @@ install_deps() {
   if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
   fi
-  local pkgs=(libxen-dev gcc libc6-dev ethtool iproute2)
+  local pkgs=(libxen-dev gcc libc6-dev ethtool iproute2 libdpdk-dev pkg-config)
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -109,7 +109,8 @@ check rustdoc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --l
 suite tests cargo test --workspace --locked
 
 # loom models, in their own target dir so they don't invalidate the normal build.
-suite loom env RUSTFLAGS="--cfg loom" cargo test -p pvio-ring --test loom --release --locked --target-dir target/loom
+suite loom-ring env RUSTFLAGS="--cfg loom" cargo test -p pvio-ring --test loom --release --locked --target-dir target/loom
+suite loom-grant env RUSTFLAGS="--cfg loom" cargo test -p pvio-grant --test loom --release --locked --target-dir target/loom
 
 # miri on the shared-memory module, the ring unit tests and the property tests. Weak-memory
 # emulation is off: miri cannot represent mixed-size atomic accesses to the same bytes (it
@@ -118,6 +119,8 @@ suite loom env RUSTFLAGS="--cfg loom" cargo test -p pvio-ring --test loom --rele
 # aliasing checks stay on; loom model-checks the weak-memory behaviour of the ring protocol.
 suite miri env MIRIFLAGS="-Zmiri-disable-weak-memory-emulation" \
   cargo +"$NIGHTLY" miri test -p pvio-ring --lib --test proptest_ring --locked
+suite miri-grant env MIRIFLAGS="-Zmiri-disable-weak-memory-emulation" \
+  cargo +"$NIGHTLY" miri test -p pvio-grant --lib --locked
 
 # Every fuzz target for a short run; the corpus replay runs in `tests` above.
 if [ -d fuzz/fuzz_targets ]; then
