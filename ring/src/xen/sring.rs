@@ -164,45 +164,55 @@ impl<'a, Req: Entry, Rsp: Entry> Sring<'a, Req, Rsp> {
     /// each exactly once. At most `size` entries are copied; callers pass no more.
     #[inline]
     pub(crate) fn read_reqs(&self, idx: u32, out: &mut [Req]) {
-        let (first, wrapped) = self.runs(idx, out.len());
-        let (a, b) = out.split_at_mut(first.1);
-        let b = &mut b[..wrapped];
-        // SAFETY: `runs` keeps both runs inside the ring's slots (see there); a request is
-        // at most `STRIDE` bytes, so every entry ends inside the region (see `read_req`).
-        unsafe { self.mem.read_run_unchecked(first.0, Self::STRIDE, a) };
-        // SAFETY: as above, for the run that starts at slot 0.
-        unsafe { self.mem.read_run_unchecked(HEADER_LEN, Self::STRIDE, b) };
+        self.read_run(idx, out)
     }
 
     /// Copies the responses in slots `idx, idx + 1, …` into `out`, as `read_reqs`.
     #[inline]
     pub(crate) fn read_rsps(&self, idx: u32, out: &mut [Rsp]) {
-        let (first, wrapped) = self.runs(idx, out.len());
-        let (a, b) = out.split_at_mut(first.1);
-        let b = &mut b[..wrapped];
-        // SAFETY: as in `read_reqs`; a response is at most `STRIDE` bytes.
-        unsafe { self.mem.read_run_unchecked(first.0, Self::STRIDE, a) };
-        // SAFETY: as above, for the run that starts at slot 0.
-        unsafe { self.mem.read_run_unchecked(HEADER_LEN, Self::STRIDE, b) };
+        self.read_run(idx, out)
     }
 
     /// Writes `reqs` into slots `idx, idx + 1, …` (at most `size` of them).
     #[inline]
     pub(crate) fn write_reqs(&self, idx: u32, reqs: &[Req]) {
-        let (first, wrapped) = self.runs(idx, reqs.len());
-        let (a, b) = reqs.split_at(first.1);
-        // SAFETY: as in `read_reqs`.
-        unsafe { self.mem.write_run_unchecked(first.0, Self::STRIDE, a) };
-        // SAFETY: as above, for the run that starts at slot 0.
-        unsafe { self.mem.write_run_unchecked(HEADER_LEN, Self::STRIDE, &b[..wrapped]) };
+        self.write_run(idx, reqs)
     }
 
     /// Writes `rsps` into slots `idx, idx + 1, …` (at most `size` of them).
     #[inline]
     pub(crate) fn write_rsps(&self, idx: u32, rsps: &[Rsp]) {
-        let (first, wrapped) = self.runs(idx, rsps.len());
-        let (a, b) = rsps.split_at(first.1);
-        // SAFETY: as in `read_rsps`.
+        self.write_run(idx, rsps)
+    }
+
+    /// Copies entries of type `T` (the request or the response type) out of consecutive
+    /// slots from `idx`, in at most two runs (before and after the wrap).
+    #[inline]
+    fn read_run<T: Entry>(&self, idx: u32, out: &mut [T]) {
+        // Folds away for `Req` and `Rsp`, which fit a slot by the definition of `STRIDE`.
+        if size_of::<T>() > Self::STRIDE {
+            return;
+        }
+        let (first, wrapped) = self.runs(idx, out.len());
+        let (a, b) = out.split_at_mut(first.1);
+        let b = &mut b[..wrapped];
+        // SAFETY: `runs` keeps both runs inside the ring's slots, and `new` chose `size` so
+        // that `HEADER_LEN + size * STRIDE <= mem.len()`; an entry is at most `STRIDE` bytes
+        // (checked above), so every entry ends inside the region.
+        unsafe { self.mem.read_run_unchecked(first.0, Self::STRIDE, a) };
+        // SAFETY: as above, for the run that starts at slot 0.
+        unsafe { self.mem.read_run_unchecked(HEADER_LEN, Self::STRIDE, b) };
+    }
+
+    /// Writes entries of type `T` into consecutive slots from `idx`, as `read_run`.
+    #[inline]
+    fn write_run<T: Entry>(&self, idx: u32, src: &[T]) {
+        if size_of::<T>() > Self::STRIDE {
+            return;
+        }
+        let (first, wrapped) = self.runs(idx, src.len());
+        let (a, b) = src.split_at(first.1);
+        // SAFETY: as in `read_run`.
         unsafe { self.mem.write_run_unchecked(first.0, Self::STRIDE, a) };
         // SAFETY: as above, for the run that starts at slot 0.
         unsafe { self.mem.write_run_unchecked(HEADER_LEN, Self::STRIDE, &b[..wrapped]) };
