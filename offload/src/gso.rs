@@ -11,7 +11,10 @@
 //!
 //! - **IPv4**: total length; identification = the super-frame's + segment index (wrapping;
 //!   Linux increments it whatever DF says, for TCP and for UDP GSO alike, unless the stack
-//!   asked for `SKB_GSO_TCP_FIXEDID`, which a peer cannot); header checksum recomputed.
+//!   asked for `SKB_GSO_TCP_FIXEDID`, which a peer cannot); header checksum recomputed (from
+//!   the sum of the header's unchanging words, taken once per super-frame, plus the two
+//!   changed fields: the same value as a full recomputation, whatever checksum the
+//!   super-frame carried).
 //! - **IPv6**: payload length (extension headers count, and are copied unchanged).
 //! - **TCP**: sequence number = the super-frame's + `index * gso_size` (wrapping); FIN and
 //!   PSH only on the last segment; CWR only on the first; every other bit, the reserved
@@ -242,6 +245,9 @@ pub struct Segmenter<'a> {
     pseudo: u16,
     /// The super-frame's transport length, as it appears in that sum.
     l4_len: u16,
+    /// IPv4: the sum of the header's big-endian words other than total length,
+    /// identification and checksum (the ones every segment changes). Below 2^22.
+    ip_base: u64,
 }
 
 impl<'a> Segmenter<'a> {
@@ -284,6 +290,17 @@ impl<'a> Segmenter<'a> {
         };
         let ident =
             if is_ipv4 { ipv4::Packet::new_unchecked(&frame[l3_offset..l4_offset]).ident() } else { 0 };
+        // Words 1 (total length), 2 (identification) and 5 (checksum) change per segment.
+        let ip_base = if is_ipv4 {
+            frame[l3_offset..l4_offset]
+                .chunks_exact(2)
+                .enumerate()
+                .filter(|(i, _)| !matches!(i, 1 | 2 | 5))
+                .map(|(_, w)| u64::from(u16::from_be_bytes([w[0], w[1]])))
+                .sum()
+        } else {
+            0
+        };
         let l4_len = u16::try_from(end - l4_offset).map_err(|_| GsoError::HeaderMismatch)?;
         let mss = usize::from(gso.size());
         let count = (end - payload_offset).div_ceil(mss);
@@ -305,6 +322,7 @@ impl<'a> Segmenter<'a> {
             seq,
             pseudo,
             l4_len,
+            ip_base,
         })
     }
 
@@ -341,8 +359,19 @@ impl<'a> Segmenter<'a> {
 
     /// Builds segment `index` (`< count`).
     fn build(&self, index: usize) -> Segment {
+        let hl = self.payload_offset;
+        let mut header = [0u8; MAX_HEADER_LEN];
+        header[..hl].copy_from_slice(&self.frame[..hl]);
+        let payload = self.fill_header(index, &mut header[..hl]);
+        Segment { header, header_len: hl, payload, csum: self.csum() }
+    }
+
+    /// Turns `header`, a copy of the super-frame's `payload_offset` header bytes, into
+    /// segment `index`'s (`< count`) headers, and returns the segment's payload range.
+    fn fill_header(&self, index: usize, header: &mut [u8]) -> Range<usize> {
         debug_assert!(index < self.count);
         let (hl, l3, l4) = (self.payload_offset, self.l3_offset, self.l4_offset);
+        debug_assert_eq!(header.len(), hl);
         // index < count = ceil(payload / mss), so start < end, and no sum overflows: each
         // is at most `end`.
         let start = hl + index * self.mss;
@@ -350,17 +379,20 @@ impl<'a> Segmenter<'a> {
         debug_assert!(start < stop && stop <= self.frame.len());
         let last = index + 1 == self.count;
 
-        let mut header = [0u8; MAX_HEADER_LEN];
-        header[..hl].copy_from_slice(&self.frame[..hl]);
         // Fits in 16 bits: at most the super-frame's own transport length.
         let l4_len = (hl - l4 + (stop - start)) as u16;
         debug_assert!(l4_len <= self.l4_len);
 
         if self.is_ipv4 {
             let mut ip = ipv4::Packet::new_unchecked(&mut header[l3..l4]);
-            ip.set_total_len((l4 - l3) as u16 + l4_len);
-            ip.set_ident(self.ident.wrapping_add(index as u16));
-            ip.fill_checksum();
+            let total_len = (l4 - l3) as u16 + l4_len;
+            let ident = self.ident.wrapping_add(index as u16);
+            ip.set_total_len(total_len);
+            ip.set_ident(ident);
+            // What `fill_checksum` computes: the header's sum is never 0 (the version
+            // nibble is 4), so the folded value is the same however it was added up.
+            let sum = self.ip_base + u64::from(total_len) + u64::from(ident);
+            ip.set_checksum(!checksum::fold(sum));
         } else {
             let mut ip = ipv6::Packet::new_unchecked(&mut header[l3..l4]);
             ip.set_payload_len((l4 - l3 - ipv6::HEADER_LEN) as u16 + l4_len);
@@ -397,7 +429,7 @@ impl<'a> Segmenter<'a> {
             }
             header[field..field + 2].copy_from_slice(&csum.to_be_bytes());
         }
-        Segment { header, header_len: hl, payload: start..stop, csum: self.csum() }
+        start..stop
     }
 
     /// Writes every remaining segment as a complete frame, back to back, into `out`, and
@@ -409,11 +441,18 @@ impl<'a> Segmenter<'a> {
             return Err(GsoError::BufferTooSmall { needed, available: out.len() });
         }
         let first = self.next;
-        let frame = self.frame;
+        let (frame, hl) = (self.frame, self.payload_offset);
         let mut at = 0;
-        for seg in &mut self {
-            at += seg.write_to(frame, &mut out[at..])?;
+        // Each header is built in place in `out`, then its payload copied after it.
+        for index in first..self.count {
+            let (header, rest) = out[at..].split_at_mut(hl);
+            header.copy_from_slice(&frame[..hl]);
+            let payload = self.fill_header(index, header);
+            let len = payload.len();
+            rest[..len].copy_from_slice(&frame[payload]);
+            at += hl + len;
         }
+        self.next = self.count;
         debug_assert_eq!(at, needed);
         Ok(Frames {
             buf: &out[..needed],
