@@ -345,7 +345,7 @@ fn main() {
         println!();
         for (title, paired) in &copy_goal {
             println!(
-                "goal (>= 0.85x memcpy at batch 64) {title}: {paired:.2}x paired: {}",
+                "goal (>= 0.85x memcpy at batch 64) {title}: {paired:.3}x paired: {}",
                 if *paired >= 0.85 { "met" } else { "NOT met" }
             );
         }
