@@ -17,7 +17,7 @@
 
 pub mod reference;
 mod scalar;
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 mod x86;
 
 use thiserror::Error;
@@ -34,7 +34,8 @@ pub enum Engine {
     Reference,
     /// Portable: little-endian `u64` words added with end-around carry.
     Scalar,
-    /// x86-64 SSE2 (always present on x86-64): 64 bytes per iteration.
+    /// x86-64 SSE2, on targets that enable it (every hosted x86-64 target; not soft-float
+    /// kernel targets such as `x86_64-unknown-none`): 64 bytes per iteration.
     Sse2,
     /// x86-64 AVX2: 128 bytes per iteration. Chosen at run time with `std`
     /// (`is_x86_feature_detected!`), at compile time (`target_feature = "avx2"`) without.
@@ -49,7 +50,7 @@ impl Engine {
     pub fn is_available(self) -> bool {
         match self {
             Engine::Reference | Engine::Scalar => true,
-            Engine::Sse2 => cfg!(target_arch = "x86_64"),
+            Engine::Sse2 => cfg!(all(target_arch = "x86_64", target_feature = "sse2")),
             Engine::Avx2 => avx2_available(),
         }
     }
@@ -58,7 +59,7 @@ impl Engine {
     pub fn best() -> Engine {
         if avx2_available() {
             Engine::Avx2
-        } else if cfg!(target_arch = "x86_64") {
+        } else if cfg!(all(target_arch = "x86_64", target_feature = "sse2")) {
             Engine::Sse2
         } else {
             Engine::Scalar
@@ -70,11 +71,11 @@ impl Engine {
         let le = match self {
             Engine::Reference => return Some(reference::sum(data)),
             Engine::Scalar => scalar::sum_le(data),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
             Engine::Sse2 => sum_sse2(data),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
             Engine::Avx2 => sum_avx2_checked(data)?,
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
             Engine::Sse2 | Engine::Avx2 => return None,
         };
         Some(fold(le).swap_bytes())
@@ -87,18 +88,27 @@ fn avx2_available() -> bool {
     {
         true
     }
-    #[cfg(all(target_arch = "x86_64", not(target_feature = "avx2"), feature = "std"))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "sse2",
+        not(target_feature = "avx2"),
+        feature = "std"
+    ))]
     {
         std::is_x86_feature_detected!("avx2")
     }
-    #[cfg(not(all(target_arch = "x86_64", any(target_feature = "avx2", feature = "std"))))]
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "sse2",
+        any(target_feature = "avx2", feature = "std")
+    )))]
     {
         false
     }
 }
 
 /// The AVX2 kernel behind the availability check.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline]
 fn sum_avx2_checked(data: &[u8]) -> Option<u64> {
     if !avx2_available() {
@@ -110,11 +120,11 @@ fn sum_avx2_checked(data: &[u8]) -> Option<u64> {
 }
 
 /// The SSE2 kernel.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline]
 fn sum_sse2(data: &[u8]) -> u64 {
-    // SAFETY: SSE2 is part of the x86-64 baseline: every x86-64 CPU has it, and every
-    // x86_64 target (including `x86_64-unknown-none`) enables it.
+    // SAFETY: this is compiled only where the target enables SSE2 (every hosted x86-64
+    // target; not the soft-float `x86_64-unknown-none`, which uses the scalar engine).
     unsafe { x86::sum_sse2(data) }
 }
 
@@ -123,7 +133,7 @@ fn sum_sse2(data: &[u8]) -> u64 {
 /// and more and a scalar `u64` loop below that.
 #[inline]
 pub fn sum(data: &[u8]) -> u16 {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     if data.len() >= SIMD_MIN_LEN {
         let le = match sum_avx2_checked(data) {
             Some(le) => le,
