@@ -232,6 +232,9 @@ pub enum PassReason {
     EndFlags(TcpFlags),
     /// The frame does not fit a flow buffer.
     TooLarge,
+    /// Its headers are longer than [`gso::MAX_HEADER_LEN`](crate::gso::MAX_HEADER_LEN): a
+    /// super-frame of such segments could not be segmented again.
+    HeadersTooLong,
 }
 
 /// Why a held flow was delivered.
@@ -668,6 +671,11 @@ fn classify(frame: &[u8], csum: ChecksumState, max_len: usize) -> Classified<'_>
         }
     } else if let Some((_, next_header)) = non_gso_extension(frame, &l) {
         return Rejected(PassReason::Ipv6Extension(next_header), key);
+    }
+    // Whatever GRO builds must be segmentable again (found by the `offload_gro` fuzz target:
+    // an IPv6 flow with 638 bytes of extension headers).
+    if hl > crate::gso::MAX_HEADER_LEN {
+        return Rejected(PassReason::HeadersTooLong, key);
     }
     let csum = match csum {
         ChecksumState::Validated => ChecksumState::Validated,
