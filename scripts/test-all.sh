@@ -121,6 +121,10 @@ suite miri env MIRIFLAGS="-Zmiri-disable-weak-memory-emulation" \
   cargo +"$NIGHTLY" miri test -p pvio-ring --lib --test proptest_ring --locked
 suite miri-grant env MIRIFLAGS="-Zmiri-disable-weak-memory-emulation" \
   cargo +"$NIGHTLY" miri test -p pvio-grant --lib --locked
+# offload: the checksum kernels (SIMD intrinsics), header views, GSO and GRO unit tests; the
+# multi-megabyte arithmetic tests are native-only (#[cfg_attr(miri, ignore)]).
+suite miri-offload env MIRIFLAGS="-Zmiri-disable-weak-memory-emulation" \
+  cargo +"$NIGHTLY" miri test -p pvio-offload --lib --locked
 
 # Every fuzz target for a short run; the corpus replay runs in `tests` above.
 if [ -d fuzz/fuzz_targets ]; then
