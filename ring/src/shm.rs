@@ -42,6 +42,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use crate::sync::{AtomicU32, Ordering};
 #[cfg(not(loom))]
 use crate::sync::{AtomicU64, AtomicU8};
+// The 16-bit fields of virtio rings; under loom they are modelled on the 32-bit word.
+#[cfg(not(loom))]
+use core::sync::atomic::AtomicU16;
 
 /// Copies of at least this many bytes between shared memory and a private buffer use the bulk
 /// path (`rep movsb`) on x86-64 outside miri and loom; shorter ones (ring entries, headers)
@@ -268,6 +271,28 @@ impl<'a> SharedMem<'a> {
             words: self.words.clone(),
             #[cfg(loom)]
             index: (self.start + offset) / 4,
+            _life: PhantomData,
+        })
+    }
+
+    /// A handle to the naturally aligned 16-bit word at `offset`, for the 16-bit index and
+    /// event fields of virtio rings. Under `cfg(loom)` it is modelled on the 32-bit loom word
+    /// that contains it.
+    pub fn u16_at(&self, offset: usize) -> Result<SharedU16<'a>, ShmError> {
+        self.check(offset, 2)?;
+        if offset % 2 != 0 {
+            return Err(ShmError::Misaligned { offset, align: 2 });
+        }
+        Ok(SharedU16 {
+            #[cfg(not(loom))]
+            // SAFETY: `offset + 2 <= len` (checked above), so the pointer is in bounds.
+            ptr: unsafe { self.base.add(offset).cast::<AtomicU16>() },
+            #[cfg(loom)]
+            words: self.words.clone(),
+            #[cfg(loom)]
+            index: (self.start + offset) / 4,
+            #[cfg(loom)]
+            shift: 8 * ((self.start + offset) % 4) as u32,
             _life: PhantomData,
         })
     }
@@ -742,6 +767,85 @@ impl SharedU32<'_> {
     #[inline]
     pub fn fetch_or(&self, bits: u32, order: Ordering) -> u32 {
         self.atomic().fetch_or(bits, order)
+    }
+}
+
+/// A naturally aligned 16-bit word in shared memory that one party writes and the other
+/// reads atomically (virtio ring indices and event thresholds). Values are native-endian; the
+/// virtio code converts from and to little-endian.
+pub struct SharedU16<'a> {
+    #[cfg(not(loom))]
+    ptr: NonNull<AtomicU16>,
+    #[cfg(loom)]
+    words: std::sync::Arc<[AtomicU32]>,
+    #[cfg(loom)]
+    index: usize,
+    #[cfg(loom)]
+    shift: u32,
+    _life: PhantomData<&'a AtomicU16>,
+}
+
+// SAFETY: only atomic operations are performed through the pointer, and the memory is valid
+// for `'a` by the contract of `SharedMem::new`, whichever thread holds the handle.
+unsafe impl Send for SharedU16<'_> {}
+// SAFETY: as for `Send`; all methods take `&self` and are atomic.
+unsafe impl Sync for SharedU16<'_> {}
+
+impl core::fmt::Debug for SharedU16<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("SharedU16").field(&self.load(Ordering::Relaxed)).finish()
+    }
+}
+
+impl Clone for SharedU16<'_> {
+    fn clone(&self) -> Self {
+        SharedU16 {
+            #[cfg(not(loom))]
+            ptr: self.ptr,
+            #[cfg(loom)]
+            words: self.words.clone(),
+            #[cfg(loom)]
+            index: self.index,
+            #[cfg(loom)]
+            shift: self.shift,
+            _life: PhantomData,
+        }
+    }
+}
+
+impl SharedU16<'_> {
+    /// Atomically loads the word.
+    #[inline]
+    pub fn load(&self, order: Ordering) -> u16 {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: the pointer is 2-aligned, in bounds and valid for `'a` (see
+            // `SharedMem::u16_at` and `SharedMem::new`); atomics may alias peer writes.
+            unsafe { self.ptr.as_ref() }.load(order)
+        }
+        #[cfg(loom)]
+        {
+            (self.words[self.index].load(order) >> self.shift) as u16
+        }
+    }
+
+    /// Atomically stores `value`. Under `cfg(loom)` this is a read-modify-write of the
+    /// containing 32-bit word with the same ordering; the other half of that word is only ever
+    /// written by the same party in the virtio rings, so no update is lost.
+    #[inline]
+    pub fn store(&self, value: u16, order: Ordering) {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: as in `load`.
+            unsafe { self.ptr.as_ref() }.store(value, order)
+        }
+        #[cfg(loom)]
+        {
+            let fetch = if order == Ordering::SeqCst { Ordering::SeqCst } else { Ordering::Relaxed };
+            let mask = !(0xffff_u32 << self.shift);
+            let _ = self.words[self.index]
+                .fetch_update(order, fetch, |w| Some((w & mask) | (u32::from(value) << self.shift)));
+        }
     }
 }
 

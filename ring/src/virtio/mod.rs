@@ -1,0 +1,54 @@
+//! virtio 1.x split virtqueues (spec §2.7), both sides, under the same untrusted-memory rules
+//! as the Xen ring.
+//!
+//! - [`layout`]: descriptors, the available and used rings, flags, feature bits, queue sizes
+//!   and the alignments of §2.7.
+//! - [`GuestMemory`]: translation of guest-physical (or I/O virtual) ranges to
+//!   [`SharedMem`](crate::SharedMem) regions, refusing ranges that leave a region:
+//!   [`GuestRegion`], [`GuestRegions`] (no allocation), with `std` [`MemfdGuestMemory`], with
+//!   the `vm-memory` feature [`VmGuestMemory`] over rust-vmm's `GuestMemoryMmap`.
+//! - [`DriverQueue`] (needs `alloc`): adds chains of readable then writable buffers (direct or
+//!   through indirect tables), publishes a batch with one index store and says whether to
+//!   kick, reclaims used chains returning the caller's token, suppresses interrupts.
+//! - [`DeviceQueue`]: pops validated [`Chain`]s into a caller-provided [`Segment`] array (no
+//!   allocation), copies data out of and into their buffers, returns them with one used-index
+//!   store per batch and says whether to interrupt, suppresses notifications.
+//!
+//! The queue's own rings live in guest memory at guest addresses ([`QueueLayout`]), as in the
+//! specification. Rings are little-endian (virtio 1.x, `VIRTIO_F_VERSION_1`); legacy
+//! (guest-endian) queues are not supported.
+//!
+//! ## Memory ordering
+//!
+//! Each index is published with a Release store and read with an Acquire load (available
+//! `idx`: `DriverQueue::publish` → `DeviceQueue::pop`; used `idx`: `DeviceQueue::push_used` →
+//! `DriverQueue::pop_used`). Notification suppression follows the classic store-buffer
+//! pattern: a side that publishes work stores its index, executes a SeqCst fence, then reads
+//! the peer's event field or flag; a side that goes idle writes its event field or flag,
+//! executes a SeqCst fence, then re-reads the peer's index. So either the idle side sees the
+//! work, or the busy side sees the request and notifies: no kick or interrupt is lost. The
+//! loom models in `tests/loom_virtio.rs` check this, with `VIRTIO_F_EVENT_IDX` and with the
+//! flags.
+
+pub mod chain;
+pub mod device;
+#[cfg(feature = "alloc")]
+pub mod driver;
+pub mod error;
+pub mod layout;
+pub mod memory;
+mod rings;
+#[cfg(all(feature = "vm-memory", not(loom)))]
+mod vm_memory;
+
+pub use chain::{Chain, Segment};
+pub use device::DeviceQueue;
+#[cfg(feature = "alloc")]
+pub use driver::{Buffer, DriverQueue, Used};
+pub use error::{AddError, DeviceError, DriverError, GuestMemoryError, LayoutError, Rejected};
+pub use layout::{vring_need_event, Descriptor, QueueFeatures, QueueLayout, QueueSize, UsedElem};
+#[cfg(all(feature = "std", not(loom)))]
+pub use memory::MemfdGuestMemory;
+pub use memory::{GuestMemory, GuestRegion, GuestRegions, GuestSlice};
+#[cfg(all(feature = "vm-memory", not(loom)))]
+pub use vm_memory::VmGuestMemory;
