@@ -239,3 +239,261 @@ pub(crate) fn walk<'b, 'm, M: GuestMemory + ?Sized>(
     }
     Ok(Chain { mem, head, segments: &out[..n], readable, readable_len, writable_len: total - readable_len })
 }
+
+#[cfg(all(test, feature = "alloc", not(loom)))]
+mod tests {
+    use super::*;
+    use crate::virtio::layout::QueueFeatures;
+    use crate::virtio::testutil::*;
+    use crate::virtio::{DeviceQueue, GuestMemory, QueueLayout};
+
+    const N: u16 = 8;
+    const R: u16 = 0;
+    const W: u16 = VIRTQ_DESC_F_WRITE;
+    const NX: u16 = VIRTQ_DESC_F_NEXT;
+    const IND: u16 = VIRTQ_DESC_F_INDIRECT;
+
+    /// Pops the chain at `head` after `setup` wrote descriptors; returns the result as
+    /// (head, segments) or the error.
+    fn pop_with(
+        features: QueueFeatures,
+        setup: impl FnOnce(&GuestRegion<'_>, &QueueLayout),
+        head: u16,
+    ) -> Result<(u16, Vec<Segment>), DeviceError> {
+        let g = Guest::new();
+        let m = g.mem();
+        let l = layout(N);
+        setup(&m, &l);
+        put_avail(&m, &l, 0, &[head]);
+        let mut dev = DeviceQueue::new(&m, l, features).unwrap();
+        let mut segs = [Segment::default(); 16];
+        let chain = dev.pop(&mut segs)?.expect("one chain available");
+        Ok((chain.head(), chain.segments().to_vec()))
+    }
+
+    use crate::virtio::memory::GuestRegion;
+    use alloc::vec::Vec;
+
+    fn d(addr: u64, len: u32, flags: u16, next: u16) -> Descriptor {
+        Descriptor::new(addr, len, flags, next)
+    }
+
+    #[test]
+    fn a_valid_chain_is_described_readable_first() {
+        let (head, segs) = pop_with(
+            FLAGS,
+            |m, l| {
+                put_desc(m, l, 5, d(DATA, 10, R | NX, 2));
+                put_desc(m, l, 2, d(DATA + 0x100, 20, W | NX, 7));
+                put_desc(m, l, 7, d(DATA + 0x200, 30, W, 0));
+            },
+            5,
+        )
+        .unwrap();
+        assert_eq!(head, 5);
+        assert_eq!(
+            segs,
+            [
+                Segment { addr: DATA, len: 10, writable: false },
+                Segment { addr: DATA + 0x100, len: 20, writable: true },
+                Segment { addr: DATA + 0x200, len: 30, writable: true },
+            ]
+        );
+    }
+
+    #[test]
+    fn loops_and_wild_indices_are_errors() {
+        let looped = pop_with(
+            FLAGS,
+            |m, l| {
+                put_desc(m, l, 0, d(DATA, 1, R | NX, 1));
+                put_desc(m, l, 1, d(DATA, 1, R | NX, 0));
+            },
+            0,
+        );
+        assert_eq!(looped.unwrap_err(), DeviceError::ChainLoop { head: 0, table_len: 8 });
+        let wild_next = pop_with(FLAGS, |m, l| put_desc(m, l, 3, d(DATA, 1, R | NX, 8)), 3);
+        assert_eq!(wild_next.unwrap_err(), DeviceError::NextOutOfRange { head: 3, next: 8, table_len: 8 });
+        let wild_head = pop_with(FLAGS, |_, _| {}, 8);
+        assert_eq!(wild_head.unwrap_err(), DeviceError::HeadOutOfRange { head: 8, size: 8 });
+    }
+
+    #[test]
+    fn indirect_tables_follow_the_rules() {
+        let table = DATA + 0x1000;
+        let ok = pop_with(
+            FLAGS,
+            |m, l| {
+                // A direct descriptor, then an indirect one ending the chain (§2.7.5.3.2); the
+                // WRITE flag of the indirect descriptor is ignored.
+                put_desc(m, l, 1, d(DATA, 4, R | NX, 6));
+                put_desc(m, l, 6, d(table, 32, IND | W, 0));
+                let t = m.translate(table, 32).unwrap();
+                t.write(0, &d(DATA + 4, 4, R | NX, 1)).unwrap();
+                t.write(16, &d(DATA + 8, 8, W, 0)).unwrap();
+            },
+            1,
+        );
+        assert_eq!(
+            ok.unwrap().1,
+            [
+                Segment { addr: DATA, len: 4, writable: false },
+                Segment { addr: DATA + 4, len: 4, writable: false },
+                Segment { addr: DATA + 8, len: 8, writable: true },
+            ]
+        );
+        let not_negotiated = QueueFeatures { indirect_desc: false, ..FLAGS };
+        let e = pop_with(not_negotiated, |m, l| put_desc(m, l, 0, d(table, 16, IND, 0)), 0);
+        assert_eq!(e.unwrap_err(), DeviceError::IndirectNotNegotiated { head: 0 });
+        let e = pop_with(FLAGS, |m, l| put_desc(m, l, 0, d(table, 16, IND | NX, 1)), 0);
+        assert_eq!(e.unwrap_err(), DeviceError::IndirectWithNext { head: 0 });
+        for len in [0, 8, 17, 24] {
+            let e = pop_with(FLAGS, |m, l| put_desc(m, l, 0, d(table, len, IND, 0)), 0);
+            assert_eq!(e.unwrap_err(), DeviceError::BadIndirectLen { head: 0, len });
+        }
+        let nested = pop_with(
+            FLAGS,
+            |m, l| {
+                put_desc(m, l, 0, d(table, 16, IND, 0));
+                m.translate(table, 16).unwrap().write(0, &d(table, 16, IND, 0)).unwrap();
+            },
+            0,
+        );
+        assert_eq!(nested.unwrap_err(), DeviceError::NestedIndirect { head: 0 });
+        let looped = pop_with(
+            FLAGS,
+            |m, l| {
+                put_desc(m, l, 0, d(table, 32, IND, 0));
+                let t = m.translate(table, 32).unwrap();
+                t.write(0, &d(DATA, 1, R | NX, 1)).unwrap();
+                t.write(16, &d(DATA, 1, R | NX, 0)).unwrap();
+            },
+            0,
+        );
+        assert_eq!(looped.unwrap_err(), DeviceError::ChainLoop { head: 0, table_len: 2 });
+        let beyond = pop_with(
+            FLAGS,
+            |m, l| {
+                put_desc(m, l, 0, d(table, 16, IND, 0));
+                m.translate(table, 16).unwrap().write(0, &d(DATA, 1, R | NX, 1)).unwrap();
+            },
+            0,
+        );
+        assert_eq!(beyond.unwrap_err(), DeviceError::NextOutOfRange { head: 0, next: 1, table_len: 1 });
+        let outside = pop_with(FLAGS, |m, l| put_desc(m, l, 0, d(BASE + LEN as u64 - 16, 32, IND, 0)), 0);
+        assert!(matches!(outside.unwrap_err(), DeviceError::BadBuffer { head: 0, len: 32, .. }));
+    }
+
+    #[test]
+    fn readable_after_writable_is_an_error() {
+        let e = pop_with(
+            FLAGS,
+            |m, l| {
+                put_desc(m, l, 0, d(DATA, 1, W | NX, 1));
+                put_desc(m, l, 1, d(DATA, 1, R, 0));
+            },
+            0,
+        );
+        assert_eq!(e.unwrap_err(), DeviceError::ReadableAfterWritable { head: 0 });
+    }
+
+    #[test]
+    fn lengths_and_addresses_are_checked() {
+        let crossing = pop_with(FLAGS, |m, l| put_desc(m, l, 0, d(BASE + LEN as u64 - 4, 8, W, 0)), 0);
+        let end = BASE + LEN as u64;
+        assert_eq!(
+            crossing.unwrap_err(),
+            DeviceError::BadBuffer {
+                head: 0,
+                addr: end - 4,
+                len: 8,
+                source: GuestMemoryError::CrossesRegionEnd { addr: end - 4, len: 8, region_end: end }
+            }
+        );
+        let unmapped = pop_with(FLAGS, |m, l| put_desc(m, l, 0, d(0x1000, 8, W, 0)), 0);
+        assert!(matches!(
+            unmapped.unwrap_err(),
+            DeviceError::BadBuffer { source: GuestMemoryError::Unmapped { addr: 0x1000, len: 8 }, .. }
+        ));
+        let wrapping = pop_with(FLAGS, |m, l| put_desc(m, l, 0, d(u64::MAX - 2, 8, W, 0)), 0);
+        assert!(matches!(
+            wrapping.unwrap_err(),
+            DeviceError::BadBuffer { source: GuestMemoryError::Overflow { .. }, .. }
+        ));
+    }
+
+    /// Two 2 GiB buffers: more than `u32::MAX` bytes in one chain (§2.7.5.2). Sparse memfd
+    /// memory, so only the touched pages exist.
+    #[cfg(feature = "std")]
+    #[test]
+    #[cfg_attr(miri, ignore = "memfd_create is a foreign call")]
+    fn chains_longer_than_4_gib_are_errors() {
+        let g = crate::virtio::MemfdGuestMemory::single(BASE, 0x8000_0000 + 0x10000).unwrap();
+        let l = layout(N);
+        let desc = |i: u16, d: Descriptor| {
+            g.translate(l.desc_table + 16 * u64::from(i), 16).unwrap().write(0, &d).unwrap()
+        };
+        // Zero-length buffers are never accessed, so their address is not checked.
+        desc(0, d(u64::MAX, 0, R | NX, 1));
+        desc(1, d(DATA, 0x8000_0000, R | NX, 2));
+        desc(2, d(DATA, 0x8000_0000, W, 0));
+        let ring = g.translate(l.avail_ring, 6).unwrap();
+        ring.write(4, &zerocopy::little_endian::U16::new(0)).unwrap();
+        ring.write(2, &zerocopy::little_endian::U16::new(1)).unwrap();
+        let mut dev = DeviceQueue::new(&g, l, FLAGS).unwrap();
+        let mut segs = [Segment::default(); 4];
+        assert_eq!(dev.pop(&mut segs).unwrap_err(), DeviceError::ChainTooLarge { head: 0, limit: u32::MAX });
+    }
+
+    #[test]
+    fn the_segment_array_and_the_byte_cap_bound_a_chain() {
+        let g = Guest::new();
+        let m = g.mem();
+        let l = layout(N);
+        for i in 0..5 {
+            put_desc(&m, &l, i, d(DATA, 100, if i < 4 { R | NX } else { R }, i + 1));
+        }
+        put_avail(&m, &l, 0, &[0, 0]);
+        let mut dev = DeviceQueue::new(&m, l, FLAGS).unwrap();
+        let mut segs = [Segment::default(); 4];
+        assert_eq!(dev.pop(&mut segs).unwrap_err(), DeviceError::TooManySegments { head: 0, capacity: 4 });
+        dev.set_max_chain_bytes(499);
+        let mut segs = [Segment::default(); 8];
+        assert_eq!(dev.pop(&mut segs).unwrap_err(), DeviceError::ChainTooLarge { head: 0, limit: 499 });
+        assert_eq!(dev.error(), None, "chain errors do not stop the queue");
+    }
+
+    #[test]
+    fn data_is_copied_across_segments() {
+        let g = Guest::new();
+        let m = g.mem();
+        let l = layout(N);
+        put_desc(&m, &l, 0, d(DATA, 3, R | NX, 1));
+        put_desc(&m, &l, 1, d(DATA + 0x10, 5, R | NX, 2));
+        put_desc(&m, &l, 2, d(DATA + 0x20, 4, W | NX, 3));
+        put_desc(&m, &l, 3, d(DATA + 0x30, 4, W, 0));
+        m.translate(DATA, 3).unwrap().write_bytes(0, b"abc").unwrap();
+        m.translate(DATA + 0x10, 5).unwrap().write_bytes(0, b"defgh").unwrap();
+        put_avail(&m, &l, 0, &[0]);
+        let mut dev = DeviceQueue::new(&m, l, FLAGS).unwrap();
+        let mut segs = [Segment::default(); 4];
+        let chain = dev.pop(&mut segs).unwrap().unwrap();
+        assert_eq!((chain.readable_len(), chain.writable_len()), (8, 8));
+        assert_eq!((chain.readable().len(), chain.writable().len()), (2, 2));
+        let mut buf = [0u8; 10];
+        assert_eq!(chain.read_at(0, &mut buf), Ok(8));
+        assert_eq!(&buf[..8], b"abcdefgh");
+        assert_eq!(chain.read_at(2, &mut buf[..3]), Ok(3));
+        assert_eq!(&buf[..3], b"cde");
+        assert_eq!(chain.read_at(8, &mut buf), Ok(0));
+        assert_eq!(chain.write_at(1, b"0123456789"), Ok(7));
+        let mut out = [0u8; 4];
+        m.translate(DATA + 0x20, 4).unwrap().read_bytes(0, &mut out).unwrap();
+        assert_eq!(&out, &[0, b'0', b'1', b'2']);
+        m.translate(DATA + 0x30, 4).unwrap().read_bytes(0, &mut out).unwrap();
+        assert_eq!(&out, b"3456");
+        // The chain was copied once: rewriting the table afterwards changes nothing.
+        put_desc(&m, &l, 0, d(0xdead, 1, W, 0));
+        assert_eq!(chain.segments()[0], Segment { addr: DATA, len: 3, writable: false });
+    }
+}

@@ -104,15 +104,18 @@ impl<'m, M: GuestMemory + ?Sized> DeviceQueue<'m, M> {
         let avail_idx = u16::from_le(self.rings.avail_idx.load(Ordering::Acquire));
         let pending = avail_idx.wrapping_sub(self.next_avail);
         let seen = self.avail_seen.wrapping_sub(self.next_avail);
+        // Behind what was already validated (serial-number arithmetic: less than half the
+        // index space back), whether or not behind `next_avail` itself.
+        let behind = self.avail_seen.wrapping_sub(avail_idx);
+        if pending < seen || (pending > self.size() && behind != 0 && behind <= 0x8000) {
+            return Err(self.latch(DeviceError::AvailIdxRewound { avail_idx, seen: self.avail_seen }));
+        }
         if pending > self.size() {
             return Err(self.latch(DeviceError::AvailIdxOverflow {
                 avail_idx,
                 next_avail: self.next_avail,
                 size: self.size(),
             }));
-        }
-        if pending < seen {
-            return Err(self.latch(DeviceError::AvailIdxRewound { avail_idx, seen: self.avail_seen }));
         }
         self.avail_seen = avail_idx;
         Ok(pending)
@@ -244,5 +247,151 @@ impl<M: ?Sized> core::fmt::Debug for DeviceQueue<'_, M> {
             .field("broken", &self.broken)
             .field("shared", &self.rings)
             .finish()
+    }
+}
+
+#[cfg(all(test, feature = "alloc", not(loom)))]
+mod tests {
+    use super::*;
+    use crate::virtio::layout::{Descriptor, VIRTQ_DESC_F_WRITE};
+    use crate::virtio::testutil::*;
+
+    const N: u16 = 4;
+
+    #[test]
+    fn an_avail_idx_too_far_ahead_stops_the_queue() {
+        let g = Guest::new();
+        let m = g.mem();
+        let l = layout(N);
+        put_desc(&m, &l, 0, Descriptor::new(DATA, 8, VIRTQ_DESC_F_WRITE, 0));
+        put_avail(&m, &l, 0, &[0, 0]);
+        let mut dev = DeviceQueue::new(&m, l, FLAGS).unwrap();
+        let mut segs = [Segment::default(); 2];
+        assert_eq!(dev.pop(&mut segs).unwrap().unwrap().head(), 0);
+        set_avail_idx(&m, &l, 2 + N + 1);
+        // One validated entry is still there; the next refresh sees the wild index.
+        assert_eq!(dev.pop(&mut segs).unwrap().unwrap().head(), 0);
+        let err = DeviceError::AvailIdxOverflow { avail_idx: 7, next_avail: 2, size: 4 };
+        assert_eq!(dev.pop(&mut segs).unwrap_err(), err);
+        assert!(err.is_latched());
+        set_avail_idx(&m, &l, 3);
+        assert_eq!(dev.pop(&mut segs).unwrap_err(), err, "latched: nothing more is served");
+        assert_eq!(dev.enable_notification().unwrap_err(), err);
+        assert_eq!(dev.pending().unwrap_err(), err);
+        assert_eq!(dev.error(), Some(err));
+        assert_eq!(dev.next_avail(), 2);
+    }
+
+    #[test]
+    fn a_rewound_avail_idx_stops_the_queue() {
+        let g = Guest::new();
+        let m = g.mem();
+        let l = layout(N);
+        put_desc(&m, &l, 1, Descriptor::new(DATA, 8, 0, 0));
+        put_avail(&m, &l, 0, &[1, 1, 1]);
+        let mut dev = DeviceQueue::new(&m, l, FLAGS).unwrap();
+        assert_eq!(dev.pending(), Ok(3));
+        let mut segs = [Segment::default(); 2];
+        assert!(dev.pop(&mut segs).unwrap().is_some());
+        set_avail_idx(&m, &l, 2);
+        // Entries 1 and 2 were validated with idx 3: served; then the rewind is seen.
+        assert!(dev.pop(&mut segs).unwrap().is_some());
+        assert!(dev.pop(&mut segs).unwrap().is_some());
+        assert_eq!(dev.pop(&mut segs).unwrap_err(), DeviceError::AvailIdxRewound { avail_idx: 2, seen: 3 });
+        // Rewound but still ahead of the next entry.
+        let mut dev = DeviceQueue::new(&m, l, FLAGS).unwrap();
+        set_avail_idx(&m, &l, 3);
+        assert!(dev.pop(&mut segs).unwrap().is_some());
+        set_avail_idx(&m, &l, 2);
+        assert_eq!(dev.pending(), Err(DeviceError::AvailIdxRewound { avail_idx: 2, seen: 3 }));
+    }
+
+    #[test]
+    fn used_entries_need_popped_chains() {
+        let g = Guest::new();
+        let m = g.mem();
+        let l = layout(N);
+        let mut dev = DeviceQueue::new(&m, l, FLAGS).unwrap();
+        assert_eq!(dev.add_used(0, 0), Err(DeviceError::NothingToReturn));
+        assert_eq!(dev.add_used(4, 0), Err(DeviceError::UsedHeadOutOfRange { head: 4, size: 4 }));
+        assert!(!dev.push_used().is_needed(), "nothing to publish");
+        put_desc(&m, &l, 0, Descriptor::new(DATA, 8, 0, 0));
+        put_avail(&m, &l, 0, &[0, 9]);
+        let mut segs = [Segment::default(); 2];
+        assert!(dev.pop(&mut segs).unwrap().is_some());
+        assert_eq!(dev.pop(&mut segs).unwrap_err(), DeviceError::HeadOutOfRange { head: 9, size: 4 });
+        dev.add_used(0, 5).unwrap();
+        assert_eq!(dev.add_used(0, 5), Err(DeviceError::NothingToReturn), "head 9 cannot be returned");
+        assert!(dev.push_used().is_needed());
+        let used = m.translate(l.used_ring, l.size.used_ring_bytes()).unwrap();
+        assert_eq!(used.read::<u16>(2), Ok(1));
+        assert_eq!(used.read::<UsedElem>(4), Ok(UsedElem { id: 0.into(), len: 5.into() }));
+    }
+
+    #[test]
+    fn interrupts_follow_the_flag_or_used_event() {
+        for features in [FLAGS, EVENT] {
+            let g = Guest::new();
+            let m = g.mem();
+            let l = layout(N);
+            put_desc(&m, &l, 0, Descriptor::new(DATA, 8, 0, 0));
+            let avail = m.translate(l.avail_ring, l.size.avail_ring_bytes()).unwrap();
+            let mut dev = DeviceQueue::new(&m, l, features).unwrap();
+            let mut segs = [Segment::default(); 2];
+            let mut complete = |dev: &mut DeviceQueue<'_, _>, n: u16| {
+                let first = dev.next_avail();
+                put_avail(&m, &l, first, &[0; 4][..n as usize]);
+                for _ in 0..n {
+                    let head = dev.pop(&mut segs).unwrap().unwrap().head();
+                    dev.add_used(head, 0).unwrap();
+                }
+                dev.push_used().is_needed()
+            };
+            if features.event_idx {
+                avail.write(l.size.used_event(), &5u16).unwrap(); // interrupt when idx passes 5
+                assert!(!complete(&mut dev, 3), "used idx 0 -> 3");
+                assert!(!complete(&mut dev, 2), "used idx 3 -> 5");
+                assert!(complete(&mut dev, 1), "used idx 5 -> 6 passes used_event 5");
+                assert!(!complete(&mut dev, 1), "6 -> 7: used_event not moved");
+                avail.write(0, &VIRTQ_AVAIL_F_NO_INTERRUPT).unwrap();
+                avail.write(l.size.used_event(), &7u16).unwrap();
+                assert!(complete(&mut dev, 1), "the flag is ignored with EVENT_IDX");
+            } else {
+                assert!(complete(&mut dev, 1));
+                avail.write(0, &VIRTQ_AVAIL_F_NO_INTERRUPT).unwrap();
+                assert!(!complete(&mut dev, 2));
+                avail.write(0, &0u16).unwrap();
+                assert!(complete(&mut dev, 1));
+            }
+        }
+    }
+
+    #[test]
+    fn enable_notification_publishes_then_rechecks() {
+        for features in [FLAGS, EVENT] {
+            let g = Guest::new();
+            let m = g.mem();
+            let l = layout(N);
+            put_desc(&m, &l, 0, Descriptor::new(DATA, 8, 0, 0));
+            let used = m.translate(l.used_ring, l.size.used_ring_bytes()).unwrap();
+            let mut dev = DeviceQueue::new(&m, l, features).unwrap();
+            dev.disable_notification();
+            if features.event_idx {
+                assert_eq!(used.read::<u16>(l.size.avail_event()), Ok(u16::MAX));
+            } else {
+                assert_eq!(used.read::<u16>(0), Ok(VIRTQ_USED_F_NO_NOTIFY));
+            }
+            assert_eq!(dev.enable_notification(), Ok(false));
+            assert_eq!(used.read::<u16>(0), Ok(0));
+            assert_eq!(used.read::<u16>(l.size.avail_event()), Ok(0));
+            put_avail(&m, &l, 0, &[0]);
+            assert_eq!(dev.enable_notification(), Ok(true), "a chain arrived: keep going");
+            let mut segs = [Segment::default(); 2];
+            assert!(dev.pop(&mut segs).unwrap().is_some());
+            assert_eq!(dev.enable_notification(), Ok(false));
+            if features.event_idx {
+                assert_eq!(used.read::<u16>(l.size.avail_event()), Ok(1), "avail_event = next entry");
+            }
+        }
     }
 }

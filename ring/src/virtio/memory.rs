@@ -7,7 +7,7 @@
 //! error value ([`GuestMemoryError`]); so is one whose end overflows.
 //!
 //! Implementations: a single [`GuestRegion`], a no-alloc set of them ([`GuestRegions`]), with
-//! `std` a set of memfd regions ([`MemfdGuestMemory`](crate::virtio::MemfdGuestMemory)), and
+//! `std` a set of memfd regions ([`MemfdGuestMemory`]), and
 //! with the `vm-memory` feature rust-vmm's memory
 //! ([`VmGuestMemory`](crate::virtio::VmGuestMemory)).
 

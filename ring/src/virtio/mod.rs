@@ -52,3 +52,63 @@ pub use memory::MemfdGuestMemory;
 pub use memory::{GuestMemory, GuestRegion, GuestRegions, GuestSlice};
 #[cfg(all(feature = "vm-memory", not(loom)))]
 pub use vm_memory::VmGuestMemory;
+
+/// Fixtures for the unit tests: one heap region as guest memory, a queue at its start.
+#[cfg(all(test, feature = "alloc", not(loom)))]
+pub(crate) mod testutil {
+    use super::*;
+    use crate::HeapRegion;
+
+    /// Guest address of the region.
+    pub(crate) const BASE: u64 = 0x10_0000;
+    /// Guest address of the data area (after the queue).
+    pub(crate) const DATA: u64 = BASE + 0x8000;
+    /// Bytes of guest memory.
+    pub(crate) const LEN: usize = 0x1_0000;
+
+    pub(crate) struct Guest {
+        pub(crate) heap: HeapRegion,
+    }
+
+    impl Guest {
+        pub(crate) fn new() -> Self {
+            Guest { heap: HeapRegion::new(LEN) }
+        }
+
+        pub(crate) fn mem(&self) -> GuestRegion<'_> {
+            GuestRegion::new(BASE, self.heap.mem()).unwrap()
+        }
+    }
+
+    pub(crate) fn layout(size: u16) -> QueueLayout {
+        QueueLayout::contiguous(QueueSize::new(size).unwrap(), BASE).unwrap()
+    }
+
+    pub(crate) const FLAGS: QueueFeatures = QueueFeatures { event_idx: false, indirect_desc: true };
+    pub(crate) const EVENT: QueueFeatures = QueueFeatures { event_idx: true, indirect_desc: true };
+
+    /// Writes descriptor `i` of the ring's table directly (a hand-made, possibly hostile, driver).
+    pub(crate) fn put_desc(m: &GuestRegion<'_>, l: &QueueLayout, i: u16, d: Descriptor) {
+        m.translate(l.desc_table + 16 * u64::from(i), 16).unwrap().write(0, &d).unwrap();
+    }
+
+    /// Makes `heads` available by hand: ring entries from slot `first`, then `idx`.
+    pub(crate) fn put_avail(m: &GuestRegion<'_>, l: &QueueLayout, first: u16, heads: &[u16]) {
+        let ring = m.translate(l.avail_ring, l.size.avail_ring_bytes()).unwrap();
+        for (k, h) in heads.iter().enumerate() {
+            let slot = first.wrapping_add(k as u16);
+            ring.write(l.size.avail_entry(slot), &zerocopy::little_endian::U16::new(*h)).unwrap();
+        }
+        set_avail_idx(m, l, first.wrapping_add(heads.len() as u16));
+    }
+
+    pub(crate) fn set_avail_idx(m: &GuestRegion<'_>, l: &QueueLayout, idx: u16) {
+        let ring = m.translate(l.avail_ring, 4).unwrap();
+        ring.write(layout::AVAIL_IDX, &zerocopy::little_endian::U16::new(idx)).unwrap();
+    }
+
+    pub(crate) fn set_used_idx(m: &GuestRegion<'_>, l: &QueueLayout, idx: u16) {
+        let ring = m.translate(l.used_ring, 4).unwrap();
+        ring.write(layout::USED_IDX, &zerocopy::little_endian::U16::new(idx)).unwrap();
+    }
+}
