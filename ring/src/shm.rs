@@ -782,7 +782,7 @@ pub struct SharedU16<'a> {
     index: usize,
     #[cfg(loom)]
     shift: u32,
-    _life: PhantomData<&'a AtomicU16>,
+    _life: PhantomData<&'a AtomicU32>,
 }
 
 // SAFETY: only atomic operations are performed through the pointer, and the memory is valid
