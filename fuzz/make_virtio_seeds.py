@@ -103,7 +103,8 @@ SEEDS = {
     "seed-honest-full": cfg(7, event_idx=True, indirect=True) + add(3, 3, 255, 1) * 40 + PUBLISH + pops(7) * 6
     + used(3, 100) * 40 + PUSH + RECLAIM + DISABLE + ENABLE + PENDING,
     # Avail idx: overflow by one, far ahead, rewound.
-    "seed-avail-overflow-by-one": cfg(3) + avail_idx_rel(2, 1) + POP + POP + PENDING + ENABLE,
+    "seed-avail-overflow-by-one": cfg(3) + avail_idx_rel(2, 1) + PENDING + POP + ENABLE,
+    "seed-avail-overflow-by-one-pop": cfg(3) + avail_idx_rel(2, 1) + POP + POP + PENDING + ENABLE,
     "seed-avail-at-limit": cfg(3) + avail_idx_rel(2, 0) + pops(7) + pops(3) + PENDING,
     "seed-avail-far": cfg(4, event_idx=True) + avail_idx_abs(0x8000) + ENABLE + POP,
     "seed-avail-rewound": cfg(3) + add(1, 0) * 3 + PUBLISH + PENDING + POP + avail_idx_rel(3, -2) + PENDING + POP,
