@@ -947,6 +947,21 @@ mod tests {
     }
 
     #[test]
+    fn u16_words_are_checked_and_alias_the_bytes() {
+        let r = HeapRegion::new(8);
+        let m = r.mem();
+        assert_eq!(m.u16_at(1).unwrap_err(), ShmError::Misaligned { offset: 1, align: 2 });
+        assert!(m.u16_at(7).is_err());
+        assert!(m.u16_at(8).is_err());
+        let w = m.u16_at(6).unwrap();
+        w.store(0xbeef, Ordering::Release);
+        assert_eq!(m.read::<u16>(6), Ok(0xbeef));
+        assert_eq!(m.read::<u16>(4), Ok(0), "the other half of the word is untouched");
+        m.write(6, &0x1234u16).unwrap();
+        assert_eq!(w.clone().load(Ordering::Acquire), 0x1234);
+    }
+
+    #[test]
     fn slices_and_words_alias_the_same_bytes() {
         let r = HeapRegion::new(64);
         let m = r.mem();

@@ -159,16 +159,21 @@ pub(crate) fn walk<'b, 'm, M: GuestMemory + ?Sized>(
     let mut index = head;
     // Descriptors read from the current table: the walk's time to live.
     let mut visited = 0u32;
+    // Descriptors read in all: a second bound, independent of the per-table one (at most the
+    // ring's table plus one indirect table), so no single check stands between a hostile
+    // table and an endless walk.
+    let mut budget = size + MAX_INDIRECT_DESCS;
     let mut n = 0usize;
     let mut total = 0u32;
     let mut readable = 0usize;
     let mut readable_len = 0u32;
     let mut seen_writable = false;
     loop {
-        if visited == table_len {
+        if visited == table_len || budget == 0 {
             return Err(DeviceError::ChainLoop { head, table_len });
         }
         visited += 1;
+        budget -= 1;
         // The only read of this descriptor: everything below uses the copy.
         let d: Descriptor = match &table {
             Table::Ring => rings.read_desc(index)?,

@@ -9,7 +9,7 @@
 //! Implementations: a single [`GuestRegion`], a no-alloc set of them ([`GuestRegions`]), with
 //! `std` a set of memfd regions ([`MemfdGuestMemory`]), and
 //! with the `vm-memory` feature rust-vmm's memory
-//! ([`VmGuestMemory`](crate::virtio::VmGuestMemory)).
+//! (`VmGuestMemory`).
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 

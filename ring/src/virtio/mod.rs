@@ -6,7 +6,7 @@
 //! - [`GuestMemory`]: translation of guest-physical (or I/O virtual) ranges to
 //!   [`SharedMem`](crate::SharedMem) regions, refusing ranges that leave a region:
 //!   [`GuestRegion`], [`GuestRegions`] (no allocation), with `std` [`MemfdGuestMemory`], with
-//!   the `vm-memory` feature [`VmGuestMemory`] over rust-vmm's `GuestMemoryMmap`.
+//!   the `vm-memory` feature `VmGuestMemory` over rust-vmm's `GuestMemoryMmap`.
 //! - [`DriverQueue`] (needs `alloc`): adds chains of readable then writable buffers (direct or
 //!   through indirect tables), publishes a batch with one index store and says whether to
 //!   kick, reclaims used chains returning the caller's token, suppresses interrupts.
@@ -17,6 +17,43 @@
 //! The queue's own rings live in guest memory at guest addresses ([`QueueLayout`]), as in the
 //! specification. Rings are little-endian (virtio 1.x, `VIRTIO_F_VERSION_1`); legacy
 //! (guest-endian) queues are not supported.
+//!
+//! ## Example: one request through a queue, both sides in one process
+//!
+//! ```
+//! use pvio_ring::virtio::{Buffer, DeviceQueue, DriverQueue, GuestMemory, GuestRegion};
+//! use pvio_ring::virtio::{QueueFeatures, QueueLayout, QueueSize, Segment};
+//! use pvio_ring::HeapRegion;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let ram = HeapRegion::new(64 * 1024);
+//! let guest = GuestRegion::new(0x8000_0000, ram.mem())?; // 64 KiB of "guest RAM" at 2 GiB
+//! let layout = QueueLayout::contiguous(QueueSize::new(256)?, 0x8000_0000)?;
+//! let features = QueueFeatures { event_idx: true, indirect_desc: false };
+//! let mut driver = DriverQueue::new(&guest, layout, features)?;
+//! let mut device = DeviceQueue::new(&guest, layout, features)?;
+//!
+//! // The driver: a request buffer and a response buffer, with a token of its choice.
+//! let (req, rsp) = (0x8000_8000, 0x8000_9000);
+//! guest.translate(req, 5)?.write_bytes(0, b"hello")?;
+//! driver.add(&[Buffer::new(req, 5)], &[Buffer::new(rsp, 64)], "my request").map_err(|e| e.error)?;
+//! assert!(driver.publish().is_needed()); // avail_event is 0: kick the device
+//!
+//! // The device: a validated chain, described in a caller-provided array.
+//! let mut segments = [Segment::default(); 8];
+//! let chain = device.pop(&mut segments)?.expect("published");
+//! let mut data = [0u8; 16];
+//! let n = chain.read_at(0, &mut data)?;
+//! assert_eq!(&data[..n], b"hello");
+//! let written = chain.write_at(0, b"world")?;
+//! device.add_used(chain.head(), written as u32)?;
+//! assert!(device.push_used().is_needed()); // used_event is 0: interrupt the driver
+//!
+//! let used = driver.pop_used()?.expect("used");
+//! assert_eq!((used.token, used.len), ("my request", 5));
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! ## Memory ordering
 //!

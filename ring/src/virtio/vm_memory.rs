@@ -65,3 +65,37 @@ impl GuestMemory for VmGuestMemory<'_> {
         translate_in(&self.regions, addr, len)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+    use super::*;
+
+    #[test]
+    #[cfg_attr(miri, ignore = "mmap is a foreign call")]
+    fn translates_into_the_same_bytes_vm_memory_sees() {
+        let gm = GuestMemoryMmap::<()>::from_ranges(&[
+            (GuestAddress(0x1000), 0x1000),
+            (GuestAddress(0x2000), 0x2000),
+        ])
+        .unwrap();
+        // SAFETY: `gm` is only accessed through pvio's atomics and vm-memory's volatile `Bytes`
+        // accessors while the adapter lives.
+        let mem = unsafe { VmGuestMemory::new(&gm) }.unwrap();
+        assert_eq!(mem.regions().len(), 2);
+        mem.translate(0x1ff8, 8).unwrap().write(0, &0x0102_0304_0506_0708u64).unwrap();
+        assert_eq!(gm.read_obj::<u64>(GuestAddress(0x1ff8)).unwrap(), 0x0102_0304_0506_0708);
+        gm.write_obj(0xabcd_u32, GuestAddress(0x3ffc)).unwrap();
+        assert_eq!(mem.translate(0x3ffc, 4).unwrap().read::<u32>(0), Ok(0xabcd));
+        assert_eq!(
+            mem.translate(0x1ffc, 8).unwrap_err(),
+            GuestMemoryError::CrossesRegionEnd { addr: 0x1ffc, len: 8, region_end: 0x2000 },
+            "adjacent mappings are separate host allocations"
+        );
+        assert_eq!(
+            mem.translate(0x4000, 1).unwrap_err(),
+            GuestMemoryError::Unmapped { addr: 0x4000, len: 1 }
+        );
+    }
+}
