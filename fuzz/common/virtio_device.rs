@@ -417,11 +417,7 @@ impl Harness<'_, '_, '_> {
     fn refresh_call(&mut self, enable: bool) {
         let before = self.dev.next_avail();
         let avail_idx = self.word(AVAIL + 2);
-        let res = if enable {
-            self.dev.enable_notification().map(u16::from)
-        } else {
-            self.dev.pending()
-        };
+        let res = if enable { self.dev.enable_notification().map(u16::from) } else { self.dev.pending() };
         match res {
             Ok(v) => {
                 assert!(self.latched.is_none(), "latched, yet the avail idx was accepted");
