@@ -78,6 +78,7 @@ fn driver(
     features: QueueFeatures,
     n: u32,
     dir: Dir,
+    batched: bool,
     wake_dev: &InProcessEvent,
     wake_me: Option<&InProcessEvent>,
 ) {
@@ -99,9 +100,12 @@ fn driver(
                 Err(e) if matches!(e.error, AddError::NoSpace { .. }) => break,
                 Err(e) => panic!("{e}"),
             }
-            if drv.publish().is_needed() {
+            if !batched && drv.publish().is_needed() {
                 wake_dev.notify().unwrap();
             }
+        }
+        if batched && drv.publish().is_needed() {
+            wake_dev.notify().unwrap();
         }
         let Some(wake_me) = wake_me else {
             assert_eq!(sent, n, "without reclaiming, every chain must fit");
@@ -134,6 +138,7 @@ fn device(
     mem: GuestRegion<'static>,
     features: QueueFeatures,
     n: u32,
+    batched: bool,
     wake_me: &InProcessEvent,
     wake_driver: Option<&InProcessEvent>,
 ) {
@@ -141,8 +146,17 @@ fn device(
     dev.disable_notification();
     let mut segs = [Segment::default(); 2];
     let mut seq = 0;
+    // Publishes the used chains added so far (one store for the batch), interrupting if asked.
+    let push = |dev: &mut DeviceQueue<'_, _>| {
+        if dev.push_used().is_needed() {
+            wake_driver.expect("chains are returned").notify().unwrap();
+        }
+    };
     while seq < n {
         let Some(chain) = dev.pop(&mut segs).expect("honest driver") else {
+            if batched {
+                push(&mut dev);
+            }
             if !dev.enable_notification().expect("honest driver") {
                 wake_me.wait(None).unwrap();
             }
@@ -155,16 +169,17 @@ fn device(
                 assert_eq!(chain.read_at(0, &mut w), Ok(4));
                 assert_eq!(u32::from_ne_bytes(w), word(seq), "the driver's write is visible once published");
             }
-            Some(wake_driver) => {
+            Some(_) => {
                 assert_eq!(chain.write_at(0, &(!word(seq)).to_ne_bytes()), Ok(4));
                 dev.add_used(chain.head(), 4).unwrap();
-                if dev.push_used().is_needed() {
-                    wake_driver.notify().unwrap();
+                if !batched {
+                    push(&mut dev);
                 }
             }
         }
         seq += 1;
     }
+    push(&mut dev);
 }
 
 /// Runs `model` under loom, then checks and reports how many executions were explored.
@@ -181,21 +196,24 @@ fn check(name: &str, preemption_bound: usize, executions: &'static AtomicUsize, 
     assert!(explored > 1, "{name}: loom explored only {explored} execution(s)");
 }
 
-/// One model: driver and device in their own threads over one guest memory.
-fn run(features: QueueFeatures, n: u32, dir: Dir) {
+/// One model: driver and device in their own threads over one guest memory. `batched`: the
+/// driver publishes everything that fits with one store, the device returns everything it
+/// popped with one store before going idle.
+fn run(features: QueueFeatures, n: u32, dir: Dir, batched: bool) {
     let region = GuestRegion::new(0, SharedMem::loom_new(DATA as usize + 4 * SIZE as usize)).unwrap();
     let wake_dev = Arc::new(InProcessEvent::new());
     let wake_drv = (dir == Dir::ToDriver).then(|| Arc::new(InProcessEvent::new()));
     let (mem, wd, wv) = (region.clone(), wake_dev.clone(), wake_drv.clone());
-    let d = thread::spawn(move || driver(mem, features, n, dir, &wd, wv.as_deref()));
+    let d = thread::spawn(move || driver(mem, features, n, dir, batched, &wd, wv.as_deref()));
     let (mem, wd, wv) = (region, wake_dev, wake_drv);
-    let v = thread::spawn(move || device(mem, features, n, &wd, wv.as_deref()));
+    let v = thread::spawn(move || device(mem, features, n, batched, &wd, wv.as_deref()));
     d.join().unwrap();
     v.join().unwrap();
 }
 
 const PREEMPTIONS_KICK: usize = 3;
 const PREEMPTIONS_INTERRUPT: usize = 2;
+const PREEMPTIONS_BATCHES: usize = 2;
 
 /// Chains to the device, one publish each; the device sleeps when idle. Checks Release/Acquire
 /// on the available `idx` and the `avail_event` handshake (`publish` against
@@ -203,14 +221,14 @@ const PREEMPTIONS_INTERRUPT: usize = 2;
 #[test]
 fn no_lost_kick_with_event_idx() {
     static EXECUTIONS: AtomicUsize = AtomicUsize::new(0);
-    check("kick, EVENT_IDX", PREEMPTIONS_KICK, &EXECUTIONS, || run(EVENT_IDX, 2, Dir::ToDevice));
+    check("kick, EVENT_IDX", PREEMPTIONS_KICK, &EXECUTIONS, || run(EVENT_IDX, 2, Dir::ToDevice, false));
 }
 
 /// As above with `VIRTQ_USED_F_NO_NOTIFY` instead of `avail_event`.
 #[test]
 fn no_lost_kick_with_flags() {
     static EXECUTIONS: AtomicUsize = AtomicUsize::new(0);
-    check("kick, flags", PREEMPTIONS_KICK, &EXECUTIONS, || run(FLAGS, 2, Dir::ToDevice));
+    check("kick, flags", PREEMPTIONS_KICK, &EXECUTIONS, || run(FLAGS, 2, Dir::ToDevice, false));
 }
 
 /// Three chains through a two-entry queue: the driver runs out of descriptors and sleeps on
@@ -220,12 +238,23 @@ fn no_lost_kick_with_flags() {
 #[test]
 fn no_lost_interrupt_with_event_idx() {
     static EXECUTIONS: AtomicUsize = AtomicUsize::new(0);
-    check("interrupt, EVENT_IDX", PREEMPTIONS_INTERRUPT, &EXECUTIONS, || run(EVENT_IDX, 3, Dir::ToDriver));
+    check("interrupt, EVENT_IDX", PREEMPTIONS_INTERRUPT, &EXECUTIONS, || {
+        run(EVENT_IDX, 3, Dir::ToDriver, false)
+    });
 }
 
 /// As above with `VIRTQ_AVAIL_F_NO_INTERRUPT` instead of `used_event`.
 #[test]
 fn no_lost_interrupt_with_flags() {
     static EXECUTIONS: AtomicUsize = AtomicUsize::new(0);
-    check("interrupt, flags", PREEMPTIONS_INTERRUPT, &EXECUTIONS, || run(FLAGS, 3, Dir::ToDriver));
+    check("interrupt, flags", PREEMPTIONS_INTERRUPT, &EXECUTIONS, || run(FLAGS, 3, Dir::ToDriver, false));
+}
+
+/// Batches both ways with `VIRTIO_F_EVENT_IDX`: the driver publishes all chains that fit with
+/// one store; the device returns all it popped with one `push_used` before going idle, so
+/// `vring_need_event` sees ranges of more than one index.
+#[test]
+fn batches_lose_no_kick_or_interrupt_with_event_idx() {
+    static EXECUTIONS: AtomicUsize = AtomicUsize::new(0);
+    check("batches, EVENT_IDX", PREEMPTIONS_BATCHES, &EXECUTIONS, || run(EVENT_IDX, 4, Dir::ToDriver, true));
 }
