@@ -212,6 +212,7 @@ impl<'a> SharedMem<'a> {
     }
 
     /// Reads a `T` at `offset` by value (one copy, word-atomic).
+    #[inline]
     pub fn read<T: FromBytes + IntoBytes + KnownLayout + Immutable>(
         &self,
         offset: usize,
@@ -222,8 +223,13 @@ impl<'a> SharedMem<'a> {
     }
 
     /// Writes `value` at `offset` (word-atomic stores).
+    #[inline]
     pub fn write<T: IntoBytes + Immutable>(&self, offset: usize, value: &T) -> Result<(), ShmError> {
-        self.write_bytes(offset, value.as_bytes())
+        self.check(offset, size_of::<T>())?;
+        // SAFETY: checked just above. (Not `write_bytes`: with the size known here, the copy
+        // folds to the word stores of one entry.)
+        unsafe { self.write_unchecked(offset, value) };
+        Ok(())
     }
 
     /// Copies `dst.len()` bytes at `offset` out of the region.
