@@ -21,9 +21,15 @@
 //!
 //! - **single thread**: the driver fills the whole ring, then the device drains it, batch by
 //!   batch; only the drain is timed.
-//! - **two threads**: the driver on CPU 0 keeps the ring full (offering `batch` chains per
-//!   avail `idx` store), the device on CPU 1 processes; rate from the first start to the last
-//!   end. An idle device re-arms its notification (`enable_notification`) once and polls.
+//! - **two threads**: the driver on CPU 0 keeps the ring full (it reclaims what came back and
+//!   offers every free chain with one avail `idx` store), the device on CPU 1 processes `batch`
+//!   chains per round; rate from the first start to the last end. An idle device re-arms its
+//!   notification (`enable_notification`) once and polls. Printed with each row: the share of
+//!   the device's polls that found nothing, and the device thread's CPU time over wall time
+//!   and involuntary context switches (`getrusage`): on a loaded machine the threads are
+//!   descheduled for much of the run and the two-thread rates say more about the load than
+//!   about the queue. (Offering only `batch` chains per store makes the shared driver the
+//!   bottleneck at batch 1: both devices then find ~95% of their polls empty.)
 //!
 //! `cargo bench -p pvio-benches --bench virtqueue` runs the full measurement; without
 //! `--bench` (e.g. under `cargo test --benches`) a short smoke run checks the code paths.
@@ -323,6 +329,24 @@ struct Sample {
     rate: Rate,
     kicks: u64,
     irqs: u64,
+    /// Two threads: the share of polls that found nothing (the device waited for the driver).
+    empty: f64,
+    /// Two threads: the device thread's CPU time (user + system) over the wall time, and its
+    /// involuntary context switches (another process took the core).
+    on_cpu: f64,
+    preempted: u64,
+}
+
+/// This thread's CPU time and involuntary context switches so far (`getrusage`).
+fn thread_usage() -> (Duration, u64) {
+    // SAFETY: `rusage` is plain data, valid when zeroed.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `getrusage` writes one `rusage` into the struct we own.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+        return (Duration::ZERO, 0);
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    (tv(ru.ru_utime) + tv(ru.ru_stime), ru.ru_nivcsw as u64)
 }
 
 /// Single thread: fill the ring, time the drain.
@@ -343,7 +367,14 @@ fn single<D: Device, const B: usize>(dev: &mut D, drv: &mut Driver<'_>, n: u64) 
     }
     drv.refill(0, n);
     assert_eq!(drv.returned, n, "every chain came back");
-    Sample { rate: Rate::new(n, timed), kicks: drv.kicks, irqs: dev.irqs() }
+    Sample {
+        rate: Rate::new(n, timed),
+        kicks: drv.kicks,
+        irqs: dev.irqs(),
+        empty: 0.0,
+        on_cpu: 1.0,
+        preempted: 0,
+    }
 }
 
 static PIN_FAILED: AtomicBool = AtomicBool::new(false);
@@ -365,14 +396,14 @@ impl StartLine {
 fn pair<D: Device + Send, const B: usize>(dev: D, mut drv: Driver<'_>, n: u64) -> Sample {
     let line = StartLine(CachePadded::new(AtomicUsize::new(0)));
     let line = &line;
-    let ((s0, e0, kicks), (s1, e1, irqs)) = std::thread::scope(|s| {
+    let ((s0, e0, kicks), (s1, e1, (irqs, empty, on_cpu, preempted))) = std::thread::scope(|s| {
         let d = s.spawn(move || {
             if !pin_to_cpu(0) {
                 PIN_FAILED.store(true, Ordering::Relaxed);
             }
             let start = line.go();
             while drv.returned < n {
-                if drv.refill(B as u64, n) == 0 {
+                if drv.refill(u64::MAX, n) == 0 {
                     spin_loop();
                 }
             }
@@ -384,10 +415,13 @@ fn pair<D: Device + Send, const B: usize>(dev: D, mut drv: Driver<'_>, n: u64) -
                 PIN_FAILED.store(true, Ordering::Relaxed);
             }
             let start = line.go();
-            let (mut done, mut armed) = (0u64, false);
+            let usage = thread_usage();
+            let (mut done, mut armed, mut polls, mut empty) = (0u64, false, 0u64, 0u64);
             while done < n {
                 let k = dev.batch::<B>();
                 done += k as u64;
+                polls += 1;
+                empty += u64::from(k == 0);
                 if k > 0 {
                     armed = false;
                 } else if !armed {
@@ -396,11 +430,14 @@ fn pair<D: Device + Send, const B: usize>(dev: D, mut drv: Driver<'_>, n: u64) -
                     spin_loop();
                 }
             }
-            (start, Instant::now(), dev.irqs())
+            let end = Instant::now();
+            let (cpu, preempted) = thread_usage();
+            let on_cpu = (cpu - usage.0).as_secs_f64() / (end - start).as_secs_f64();
+            (start, end, (dev.irqs(), empty as f64 / polls as f64, on_cpu, preempted - usage.1))
         });
         (d.join().expect("driver thread"), v.join().expect("device thread"))
     });
-    Sample { rate: Rate::new(n, e0.max(e1) - s0.min(s1)), kicks, irqs }
+    Sample { rate: Rate::new(n, e0.max(e1) - s0.min(s1)), kicks, irqs, empty, on_cpu, preempted }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -554,6 +591,19 @@ fn main() {
         }
         let ratio = median(&mut rates[0].clone()) / median(&mut rates[1].clone());
         let paired = paired_ratio(&rates[0], &rates[1]);
+        if sc.threads > 1 {
+            for imp in IMPS {
+                let i = imp as usize;
+                let med = |f: fn(&Sample) -> f64| median(&mut per[i].iter().map(f).collect::<Vec<_>>());
+                println!(
+                    "  {:<44} device: {:.0}% of polls empty, on CPU {:.0}% of the time, {:.0} preemptions",
+                    if imp == Imp::Pvio { "  pvio" } else { "  virtio-queue" },
+                    100.0 * med(|s| s.empty),
+                    100.0 * med(|s| s.on_cpu),
+                    med(|s| s.preempted as f64)
+                );
+            }
+        }
         println!("  pvio / virtio-queue: {ratio:.2}x (paired {paired:.2}x)");
         goals.push((sc.title(), paired));
     }
