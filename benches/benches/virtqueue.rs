@@ -523,9 +523,26 @@ fn main() {
     let (max_runs, scale) = if full { (MAX_RUNS, 1) } else { (1, 1000) };
     // Other arguments that are not flags select scenarios: each must appear in the title
     // (e.g. `single`, `other core`, `batch 32`, `2 descriptors`).
+    // `pvio` or `virtio-queue` selects one implementation; `--items=N` and `--runs=N` override
+    // the chains per measurement and the number of runs (e.g. for a run under callgrind).
     let words: Vec<&str> = args.iter().filter(|a| !a.starts_with('-')).map(|a| a.as_str()).collect();
-    let scenarios: Vec<Scenario> =
-        scenarios().into_iter().filter(|s| words.iter().all(|w| s.title().contains(w))).collect();
+    let imp_name = |i: Imp| if i == Imp::Pvio { "pvio" } else { "virtio-queue" };
+    let imps: Vec<Imp> = IMPS
+        .into_iter()
+        .filter(|&i| {
+            !words.iter().any(|w| IMPS.iter().any(|&j| imp_name(j) == *w)) || words.contains(&imp_name(i))
+        })
+        .collect();
+    let scenarios: Vec<Scenario> = scenarios()
+        .into_iter()
+        .filter(|s| {
+            words.iter().filter(|w| !IMPS.iter().any(|&j| imp_name(j) == **w)).all(|w| s.title().contains(w))
+        })
+        .collect();
+    let flag =
+        |name: &str| args.iter().find_map(|a| a.strip_prefix(name)).and_then(|v| v.parse::<u64>().ok());
+    let items_override = flag("--items=");
+    let max_runs = flag("--runs=").map_or(max_runs, |r| r as usize);
 
     println!("virtqueue: device-side processing, pvio DeviceQueue vs rust-vmm virtio-queue 0.18 Queue");
     println!(
@@ -549,13 +566,13 @@ fn main() {
     while runs < max_runs {
         let round = Instant::now();
         for (s, sc) in scenarios.iter().enumerate() {
-            for k in 0..IMPS.len() {
-                let imp = IMPS[(k + runs) % IMPS.len()];
-                samples[s][imp as usize].push(sc.run(imp, sc.items / scale));
+            for k in 0..imps.len() {
+                let imp = imps[(k + runs) % imps.len()];
+                samples[s][imp as usize].push(sc.run(imp, items_override.unwrap_or(sc.items / scale)));
             }
         }
         runs += 1;
-        if runs >= MIN_RUNS && t0.elapsed() + round.elapsed() > TIME_BUDGET {
+        if runs >= MIN_RUNS.min(max_runs) && t0.elapsed() + round.elapsed() > TIME_BUDGET {
             break;
         }
     }
@@ -570,7 +587,7 @@ fn main() {
             "implementation", "Mchains/s", "min .. max", "kicks", "irqs", ""
         );
         let rates: Vec<Vec<f64>> = per.iter().map(|v| v.iter().map(|s| s.rate.mitems()).collect()).collect();
-        for imp in IMPS {
+        for imp in imps.iter().copied() {
             let i = imp as usize;
             let (lo, hi) = min_max(&rates[i]);
             let kicks = median(&mut per[i].iter().map(|s| s.kicks as f64).collect::<Vec<_>>());
@@ -589,10 +606,13 @@ fn main() {
                 irqs
             );
         }
+        if imps.len() < 2 {
+            continue;
+        }
         let ratio = median(&mut rates[0].clone()) / median(&mut rates[1].clone());
         let paired = paired_ratio(&rates[0], &rates[1]);
         if sc.threads > 1 {
-            for imp in IMPS {
+            for imp in imps.iter().copied() {
                 let i = imp as usize;
                 let med = |f: fn(&Sample) -> f64| median(&mut per[i].iter().map(f).collect::<Vec<_>>());
                 println!(
