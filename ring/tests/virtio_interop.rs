@@ -797,29 +797,55 @@ mod interop {
                             "chain {serial} as virtio-queue walks it (indirect {:?})",
                             s.table
                         );
-                        // Read every readable byte, write a prefix of the writable space.
-                        let mut k = 0usize;
-                        for b in s.bufs.iter().filter(|b| !b.writable) {
-                            let mut got = vec![0u8; b.len as usize];
-                            mem.read_slice(&mut got, GuestAddress(b.addr)).unwrap();
-                            for (i, &g) in got.iter().enumerate() {
-                                assert_eq!(
-                                    g,
-                                    read_byte(serial, k + i),
-                                    "chain {serial} readable byte {}",
-                                    k + i
-                                );
-                            }
-                            k += b.len as usize;
-                        }
+                        // Read every readable byte, write a prefix of the writable space:
+                        // through virtio-queue's own `Reader`/`Writer` (which walk the chain
+                        // again and translate it), or buffer by buffer through vm-memory.
+                        let rl: usize = s.bufs.iter().filter(|b| !b.writable).map(|b| b.len as usize).sum();
                         let wl: usize = s.bufs.iter().filter(|b| b.writable).map(|b| b.len as usize).sum();
                         let w = if wl == 0 || rng.chance(10) { 0 } else { 1 + rng.below(wl as u64) as usize };
-                        let mut k = 0usize;
-                        for b in s.bufs.iter().filter(|b| b.writable) {
-                            let n = (b.len as usize).min(w.saturating_sub(k));
-                            let bytes: Vec<u8> = (0..n).map(|i| write_byte(serial, k + i)).collect();
-                            mem.write_slice(&bytes, GuestAddress(b.addr)).unwrap();
-                            k += b.len as usize;
+                        let want_read: Vec<u8> = (0..rl).map(|i| read_byte(serial, i)).collect();
+                        let to_write: Vec<u8> = (0..w).map(|i| write_byte(serial, i)).collect();
+                        if rng.chance(50) {
+                            use std::io::{Read, Write};
+                            let mut r = chain.clone().reader(&mem).expect("virtio-queue accepts the chain");
+                            assert_eq!(
+                                r.available_bytes(),
+                                rl,
+                                "chain {serial}: readable bytes per virtio-queue"
+                            );
+                            let mut got = vec![0u8; rl];
+                            r.read_exact(&mut got).unwrap();
+                            assert_eq!(
+                                got, want_read,
+                                "chain {serial} readable data via virtio-queue's Reader"
+                            );
+                            let mut wr = chain.writer(&mem).expect("virtio-queue accepts the chain");
+                            assert_eq!(
+                                wr.available_bytes(),
+                                wl,
+                                "chain {serial}: writable bytes per virtio-queue"
+                            );
+                            wr.write_all(&to_write).unwrap();
+                            assert_eq!(wr.bytes_written(), w);
+                        } else {
+                            let mut k = 0usize;
+                            for b in s.bufs.iter().filter(|b| !b.writable) {
+                                let mut got = vec![0u8; b.len as usize];
+                                mem.read_slice(&mut got, GuestAddress(b.addr)).unwrap();
+                                assert_eq!(
+                                    got,
+                                    want_read[k..k + b.len as usize],
+                                    "chain {serial} readable data at {k}"
+                                );
+                                k += b.len as usize;
+                            }
+                            let mut k = 0usize;
+                            for b in s.bufs.iter().filter(|b| b.writable) {
+                                let n = (b.len as usize).min(w.saturating_sub(k));
+                                let lo = k.min(w);
+                                mem.write_slice(&to_write[lo..lo + n], GuestAddress(b.addr)).unwrap();
+                                k += b.len as usize;
+                            }
                         }
                         popped.push((serial, s.head, w as u32));
                     }
