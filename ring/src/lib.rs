@@ -11,6 +11,10 @@
 //!   `std`, [`MemfdRegion`] for memory shared between processes.
 //! - [`xen`]: Xen's `io/ring.h` request/response ring ([`FrontRing`], [`BackRing`]) and the
 //!   `io/netif.h` types, byte-compatible with Xen's C headers.
+//! - [`virtio`]: virtio 1.x split virtqueues (spec §2.7), the driver side ([`DriverQueue`],
+//!   with `alloc`) and the device side ([`DeviceQueue`], validated descriptor chains without
+//!   allocation), over guest memory translated by a [`GuestMemory`]; with the `vm-memory`
+//!   feature, over rust-vmm's `GuestMemoryMmap`.
 //! - [`notify`]: notification decisions ([`Notify`]) and event channels ([`EventFd`],
 //!   [`InProcessEvent`]).
 //!
@@ -48,7 +52,7 @@
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(all(feature = "alloc", not(loom)))]
+#[cfg(feature = "alloc")]
 extern crate alloc;
 #[cfg(all(loom, not(feature = "std")))]
 extern crate std;
@@ -58,6 +62,7 @@ mod memfd;
 pub mod notify;
 pub mod shm;
 mod sync;
+pub mod virtio;
 pub mod xen;
 
 #[cfg(all(feature = "std", not(loom)))]
@@ -69,5 +74,8 @@ pub use notify::InProcessEvent;
 pub use notify::{Notifier, Notify, Waiter};
 #[cfg(all(feature = "alloc", not(loom)))]
 pub use shm::HeapRegion;
-pub use shm::{SharedMem, SharedU32, ShmError};
+pub use shm::{SharedMem, SharedU16, SharedU32, ShmError};
+#[cfg(feature = "alloc")]
+pub use virtio::DriverQueue;
+pub use virtio::{DeviceQueue, GuestMemory};
 pub use xen::{BackRing, FrontRing, Full, RingError};

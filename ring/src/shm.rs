@@ -42,6 +42,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use crate::sync::{AtomicU32, Ordering};
 #[cfg(not(loom))]
 use crate::sync::{AtomicU64, AtomicU8};
+// The 16-bit fields of virtio rings; under loom they are modelled on the 32-bit word.
+#[cfg(not(loom))]
+use core::sync::atomic::AtomicU16;
 
 /// Copies of at least this many bytes between shared memory and a private buffer use the bulk
 /// path (`rep movsb`) on x86-64 outside miri and loom; shorter ones (ring entries, headers)
@@ -209,6 +212,7 @@ impl<'a> SharedMem<'a> {
     }
 
     /// Reads a `T` at `offset` by value (one copy, word-atomic).
+    #[inline]
     pub fn read<T: FromBytes + IntoBytes + KnownLayout + Immutable>(
         &self,
         offset: usize,
@@ -219,8 +223,13 @@ impl<'a> SharedMem<'a> {
     }
 
     /// Writes `value` at `offset` (word-atomic stores).
+    #[inline]
     pub fn write<T: IntoBytes + Immutable>(&self, offset: usize, value: &T) -> Result<(), ShmError> {
-        self.write_bytes(offset, value.as_bytes())
+        self.check(offset, size_of::<T>())?;
+        // SAFETY: checked just above. (Not `write_bytes`: with the size known here, the copy
+        // folds to the word stores of one entry.)
+        unsafe { self.write_unchecked(offset, value) };
+        Ok(())
     }
 
     /// Copies `dst.len()` bytes at `offset` out of the region.
@@ -268,6 +277,28 @@ impl<'a> SharedMem<'a> {
             words: self.words.clone(),
             #[cfg(loom)]
             index: (self.start + offset) / 4,
+            _life: PhantomData,
+        })
+    }
+
+    /// A handle to the naturally aligned 16-bit word at `offset`, for the 16-bit index and
+    /// event fields of virtio rings. Under `cfg(loom)` it is modelled on the 32-bit loom word
+    /// that contains it.
+    pub fn u16_at(&self, offset: usize) -> Result<SharedU16<'a>, ShmError> {
+        self.check(offset, 2)?;
+        if offset % 2 != 0 {
+            return Err(ShmError::Misaligned { offset, align: 2 });
+        }
+        Ok(SharedU16 {
+            #[cfg(not(loom))]
+            // SAFETY: `offset + 2 <= len` (checked above), so the pointer is in bounds.
+            ptr: unsafe { self.base.add(offset).cast::<AtomicU16>() },
+            #[cfg(loom)]
+            words: self.words.clone(),
+            #[cfg(loom)]
+            index: (self.start + offset) / 4,
+            #[cfg(loom)]
+            shift: 8 * ((self.start + offset) % 4) as u32,
             _life: PhantomData,
         })
     }
@@ -745,6 +776,85 @@ impl SharedU32<'_> {
     }
 }
 
+/// A naturally aligned 16-bit word in shared memory that one party writes and the other
+/// reads atomically (virtio ring indices and event thresholds). Values are native-endian; the
+/// virtio code converts from and to little-endian.
+pub struct SharedU16<'a> {
+    #[cfg(not(loom))]
+    ptr: NonNull<AtomicU16>,
+    #[cfg(loom)]
+    words: std::sync::Arc<[AtomicU32]>,
+    #[cfg(loom)]
+    index: usize,
+    #[cfg(loom)]
+    shift: u32,
+    _life: PhantomData<&'a AtomicU32>,
+}
+
+// SAFETY: only atomic operations are performed through the pointer, and the memory is valid
+// for `'a` by the contract of `SharedMem::new`, whichever thread holds the handle.
+unsafe impl Send for SharedU16<'_> {}
+// SAFETY: as for `Send`; all methods take `&self` and are atomic.
+unsafe impl Sync for SharedU16<'_> {}
+
+impl core::fmt::Debug for SharedU16<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("SharedU16").field(&self.load(Ordering::Relaxed)).finish()
+    }
+}
+
+impl Clone for SharedU16<'_> {
+    fn clone(&self) -> Self {
+        SharedU16 {
+            #[cfg(not(loom))]
+            ptr: self.ptr,
+            #[cfg(loom)]
+            words: self.words.clone(),
+            #[cfg(loom)]
+            index: self.index,
+            #[cfg(loom)]
+            shift: self.shift,
+            _life: PhantomData,
+        }
+    }
+}
+
+impl SharedU16<'_> {
+    /// Atomically loads the word.
+    #[inline]
+    pub fn load(&self, order: Ordering) -> u16 {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: the pointer is 2-aligned, in bounds and valid for `'a` (see
+            // `SharedMem::u16_at` and `SharedMem::new`); atomics may alias peer writes.
+            unsafe { self.ptr.as_ref() }.load(order)
+        }
+        #[cfg(loom)]
+        {
+            (self.words[self.index].load(order) >> self.shift) as u16
+        }
+    }
+
+    /// Atomically stores `value`. Under `cfg(loom)` this is a read-modify-write of the
+    /// containing 32-bit word with the same ordering; the other half of that word is only ever
+    /// written by the same party in the virtio rings, so no update is lost.
+    #[inline]
+    pub fn store(&self, value: u16, order: Ordering) {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: as in `load`.
+            unsafe { self.ptr.as_ref() }.store(value, order)
+        }
+        #[cfg(loom)]
+        {
+            let fetch = if order == Ordering::SeqCst { Ordering::SeqCst } else { Ordering::Relaxed };
+            let mask = !(0xffff_u32 << self.shift);
+            let _ = self.words[self.index]
+                .fetch_update(order, fetch, |w| Some((w & mask) | (u32::from(value) << self.shift)));
+        }
+    }
+}
+
 #[cfg(all(feature = "alloc", not(loom)))]
 pub use heap::HeapRegion;
 
@@ -840,6 +950,21 @@ mod tests {
                 assert_eq!(back, src);
             }
         }
+    }
+
+    #[test]
+    fn u16_words_are_checked_and_alias_the_bytes() {
+        let r = HeapRegion::new(8);
+        let m = r.mem();
+        assert_eq!(m.u16_at(1).unwrap_err(), ShmError::Misaligned { offset: 1, align: 2 });
+        assert!(m.u16_at(7).is_err());
+        assert!(m.u16_at(8).is_err());
+        let w = m.u16_at(6).unwrap();
+        w.store(0xbeef, Ordering::Release);
+        assert_eq!(m.read::<u16>(6), Ok(0xbeef));
+        assert_eq!(m.read::<u16>(4), Ok(0), "the other half of the word is untouched");
+        m.write(6, &0x1234u16).unwrap();
+        assert_eq!(w.clone().load(Ordering::Acquire), 0x1234);
     }
 
     #[test]
