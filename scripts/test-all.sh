@@ -102,14 +102,21 @@ install_deps
 check fmt cargo fmt --all -- --check
 check clippy-host cargo clippy --workspace --all-targets --locked -- -D warnings
 check clippy-no-std cargo clippy "${LIB_CRATES[@]}" --no-default-features --target "$NO_STD_TARGET" --locked -- -D warnings
+# The virtio driver side needs `alloc` (free list and tokens); lint that no_std combination too,
+# and the rust-vmm adapter (feature vm-memory) with the interop tests that use it.
+check clippy-no-std-alloc cargo clippy -p pvio-ring --no-default-features --features alloc --target "$NO_STD_TARGET" --locked -- -D warnings
+check clippy-vm-memory cargo clippy -p pvio-ring --features vm-memory --all-targets --locked -- -D warnings
 check build-no-std cargo build "${LIB_CRATES[@]}" --no-default-features --target "$NO_STD_TARGET" --locked
-check rustdoc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+check rustdoc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --features pvio-ring/vm-memory --locked
 
 # Unit, integration, doc tests, C interop, proptest, corpus replay.
 suite tests cargo test --workspace --locked
+# virtio interop with rust-vmm's virtio-queue over one GuestMemoryMmap (feature vm-memory).
+suite virtio-interop cargo test -p pvio-ring --features vm-memory --locked --test virtio_interop --lib
 
 # loom models, in their own target dir so they don't invalidate the normal build.
 suite loom-ring env RUSTFLAGS="--cfg loom" cargo test -p pvio-ring --test loom --release --locked --target-dir target/loom
+suite loom-virtio env RUSTFLAGS="--cfg loom" cargo test -p pvio-ring --test loom_virtio --release --locked --target-dir target/loom
 suite loom-grant env RUSTFLAGS="--cfg loom" cargo test -p pvio-grant --test loom --release --locked --target-dir target/loom
 
 # miri on the shared-memory module, the ring unit tests and the property tests. Weak-memory
@@ -118,7 +125,7 @@ suite loom-grant env RUSTFLAGS="--cfg loom" cargo test -p pvio-grant --test loom
 # and which shm.rs makes when one slot is copied as u64+u32 and later as u32. Data-race and
 # aliasing checks stay on; loom model-checks the weak-memory behaviour of the ring protocol.
 suite miri env MIRIFLAGS="-Zmiri-disable-weak-memory-emulation" \
-  cargo +"$NIGHTLY" miri test -p pvio-ring --lib --test proptest_ring --locked
+  cargo +"$NIGHTLY" miri test -p pvio-ring --lib --test proptest_ring --test proptest_virtqueue --locked
 suite miri-grant env MIRIFLAGS="-Zmiri-disable-weak-memory-emulation" \
   cargo +"$NIGHTLY" miri test -p pvio-grant --lib --locked
 # offload: the checksum kernels (SIMD intrinsics), header views, GSO and GRO unit tests; the
