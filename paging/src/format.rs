@@ -1,0 +1,143 @@
+//! Entry formats the mapper can build: x86-64 paging ([`X86`]) and Intel EPT (Intel EPT).
+//!
+//! Both are radix trees of 512-entry, 4 KiB tables indexed by 9 address bits per level with
+//! leaves at levels 1..=3; they differ in how an entry encodes presence, permissions and page
+//! size. The mapper is written once against this trait.
+
+use core::fmt;
+
+use crate::addr::{PhysAddr, VirtAddr};
+use crate::entry::{EntryKind, PageFlags, PageTableEntry, ReservedBits};
+use crate::size::{PageSizeKind, PhysFrame};
+
+pub(crate) mod sealed {
+    pub trait Sealed {}
+}
+
+/// An entry format: how present, table and leaf entries are encoded at each level.
+///
+/// Sealed; implemented by [`X86`] and Intel EPT.
+pub trait EntryFormat: sealed::Sealed {
+    /// Attributes of a leaf.
+    type Flags: Copy + Eq + fmt::Debug;
+    /// The address translated from (virtual for x86 paging, guest-physical for EPT).
+    type Addr: Copy + Eq + fmt::Debug;
+
+    /// The input address as a number.
+    fn addr_bits(addr: Self::Addr) -> u64;
+    /// Whether `[start, end)` (bits below `width` of the input addresses, `end` exclusive) may
+    /// be translated at all: x86 forbids ranges across the non-canonical hole.
+    fn range_ok(start: u64, end: u64, width: u32) -> bool;
+    /// An input address from the low `width` bits of `linear` (x86 sign-extends).
+    fn external(linear: u64, width: u32) -> u64;
+    /// Whether the entry is present.
+    fn is_present(raw: u64) -> bool;
+    /// A non-leaf entry pointing to `table`, granting everything (the leaf decides).
+    fn table(table: PhysAddr) -> u64;
+    /// A leaf entry mapping `frame` as a page of `size` with `flags`.
+    fn page(frame: PhysAddr, size: PageSizeKind, flags: Self::Flags) -> u64;
+    /// What `raw` means at `level`, or the reserved bits that make the hardware fault.
+    fn decode(raw: u64, level: u8) -> Result<EntryKind<Self::Flags>, ReservedBits>;
+    /// `flags` as limited by a non-leaf entry `table_raw` above the leaf.
+    fn restrict(flags: Self::Flags, table_raw: u64) -> Self::Flags;
+    /// Whether a mapping with `flags` survives a CR3 reload (x86 GLOBAL).
+    fn is_global(flags: Self::Flags) -> bool;
+    /// `flags` without the bits the hardware sets by itself (accessed, dirty), for comparing
+    /// entries before a promotion.
+    fn without_hw_bits(flags: Self::Flags) -> Self::Flags;
+    /// `flags` with the hardware-set bits of `other` added.
+    fn with_hw_bits_of(flags: Self::Flags, other: Self::Flags) -> Self::Flags;
+}
+
+/// x86-64 4- and 5-level paging (IA-32e), the format of [`PageTableEntry`] and [`PageFlags`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum X86 {}
+
+impl sealed::Sealed for X86 {}
+
+impl EntryFormat for X86 {
+    type Flags = PageFlags;
+    type Addr = VirtAddr;
+
+    fn addr_bits(addr: VirtAddr) -> u64 {
+        addr.as_u64()
+    }
+
+    fn range_ok(start: u64, end: u64, width: u32) -> bool {
+        let half = 1u64 << (width - 1);
+        end <= 1u64 << width && (start >= half || end <= half)
+    }
+
+    fn external(linear: u64, width: u32) -> u64 {
+        let shift = 64 - width;
+        (((linear << shift) as i64) >> shift) as u64
+    }
+
+    fn is_present(raw: u64) -> bool {
+        PageTableEntry::from_raw(raw).is_present()
+    }
+
+    fn table(table: PhysAddr) -> u64 {
+        PageTableEntry::table(PhysFrame::containing_address(table)).raw()
+    }
+
+    fn page(frame: PhysAddr, size: PageSizeKind, flags: PageFlags) -> u64 {
+        PageTableEntry::page_raw(frame, size, flags).raw()
+    }
+
+    fn decode(raw: u64, level: u8) -> Result<EntryKind<PageFlags>, ReservedBits> {
+        PageTableEntry::from_raw(raw).decode(level)
+    }
+
+    fn restrict(flags: PageFlags, table_raw: u64) -> PageFlags {
+        let t = PageFlags::from_bits_retain(table_raw);
+        let mut f = flags;
+        if !t.contains(PageFlags::WRITABLE) {
+            f.remove(PageFlags::WRITABLE);
+        }
+        if !t.contains(PageFlags::USER) {
+            f.remove(PageFlags::USER);
+        }
+        if t.contains(PageFlags::NO_EXECUTE) {
+            f.insert(PageFlags::NO_EXECUTE);
+        }
+        f
+    }
+
+    fn is_global(flags: PageFlags) -> bool {
+        flags.contains(PageFlags::GLOBAL)
+    }
+
+    fn without_hw_bits(flags: PageFlags) -> PageFlags {
+        flags - (PageFlags::ACCESSED | PageFlags::DIRTY)
+    }
+
+    fn with_hw_bits_of(flags: PageFlags, other: PageFlags) -> PageFlags {
+        flags | (other & (PageFlags::ACCESSED | PageFlags::DIRTY))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_ranges_and_sign_extension() {
+        assert!(X86::range_ok(0, 1 << 47, 48));
+        assert!(!X86::range_ok((1 << 47) - 4096, (1 << 47) + 4096, 48));
+        assert!(X86::range_ok(1 << 47, 1 << 48, 48));
+        assert!(!X86::range_ok(1 << 47, (1 << 48) + 4096, 48));
+        assert_eq!(X86::external(1 << 47, 48), 0xffff_8000_0000_0000);
+        assert_eq!(X86::external((1 << 47) - 1, 48), 0x7fff_ffff_ffff);
+        assert_eq!(X86::external(1 << 56, 57), 0xff00_0000_0000_0000);
+    }
+
+    #[test]
+    fn restriction_by_upper_levels() {
+        let leaf = PageFlags::PRESENT | PageFlags::WRITABLE | PageFlags::USER;
+        assert_eq!(X86::restrict(leaf, 0x1007), leaf);
+        assert_eq!(X86::restrict(leaf, 0x1005), PageFlags::PRESENT | PageFlags::USER);
+        assert_eq!(X86::restrict(leaf, 0x1003), PageFlags::PRESENT | PageFlags::WRITABLE);
+        assert_eq!(X86::restrict(leaf, 0x1007 | (1 << 63)), leaf | PageFlags::NO_EXECUTE);
+    }
+}
