@@ -71,6 +71,12 @@ pub enum MapError {
         /// The mapper's largest.
         max: PageSizeKind,
     },
+    /// The leaf flags are not a valid entry of this format.
+    #[error("invalid leaf flags: {reason}")]
+    BadFlags {
+        /// The rule they break.
+        reason: &'static str,
+    },
     /// Something is already mapped there (a leaf, or a table of smaller mappings).
     #[error("{addr:#x} is already mapped (level-{level} entry present)")]
     AlreadyMapped {

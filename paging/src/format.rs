@@ -1,4 +1,4 @@
-//! Entry formats the mapper can build: x86-64 paging ([`X86`]) and Intel EPT (Intel EPT).
+//! Entry formats the mapper can build: x86-64 paging ([`X86`]) and Intel EPT ([`crate::Ept`]).
 //!
 //! Both are radix trees of 512-entry, 4 KiB tables indexed by 9 address bits per level with
 //! leaves at levels 1..=3; they differ in how an entry encodes presence, permissions and page
@@ -16,7 +16,7 @@ pub(crate) mod sealed {
 
 /// An entry format: how present, table and leaf entries are encoded at each level.
 ///
-/// Sealed; implemented by [`X86`] and Intel EPT.
+/// Sealed; implemented by [`X86`] and [`crate::Ept`].
 pub trait EntryFormat: sealed::Sealed {
     /// Attributes of a leaf.
     type Flags: Copy + Eq + fmt::Debug;
@@ -30,6 +30,9 @@ pub trait EntryFormat: sealed::Sealed {
     fn range_ok(start: u64, end: u64, width: u32) -> bool;
     /// An input address from the low `width` bits of `linear` (x86 sign-extends).
     fn external(linear: u64, width: u32) -> u64;
+    /// Whether `flags` make a valid leaf (EPT: some access allowed, no write-only, a defined
+    /// memory type), or the rule they break.
+    fn leaf_flags_ok(flags: Self::Flags) -> Result<(), &'static str>;
     /// Whether the entry is present.
     fn is_present(raw: u64) -> bool;
     /// A non-leaf entry pointing to `table`, granting everything (the leaf decides).
@@ -71,6 +74,10 @@ impl EntryFormat for X86 {
     fn external(linear: u64, width: u32) -> u64 {
         let shift = 64 - width;
         (((linear << shift) as i64) >> shift) as u64
+    }
+
+    fn leaf_flags_ok(_flags: PageFlags) -> Result<(), &'static str> {
+        Ok(())
     }
 
     fn is_present(raw: u64) -> bool {

@@ -10,7 +10,8 @@
 //! - [`PageTableEntry`], [`PageFlags`], [`PageTable`]: the x86-64 entry format (PAT is bit 7
 //!   in 4 KiB entries and bit 12 in large ones).
 //! - [`PhysMem`] (how tables are reached: [`SliceMem`], [`OffsetMem`]) and [`FrameAllocator`].
-//! - [`Mapper`], its [`Flush`] tokens and errors.
+//! - [`Mapper`], its [`Flush`] tokens and errors; generic over the entry format: [`X86`]
+//!   paging or Intel [`Ept`].
 //!
 //! ```
 //! use pvio_paging::*;
@@ -42,6 +43,7 @@ extern crate alloc;
 
 mod addr;
 mod entry;
+mod ept;
 mod error;
 mod flush;
 mod format;
@@ -52,6 +54,7 @@ mod size;
 
 pub use addr::{NonCanonical, PhysAddr, VirtAddr};
 pub use entry::{bits, EntryKind, PageFlags, PageTable, PageTableEntry, ReservedBits};
+pub use ept::{Ept, EptFlags, EptMemoryType};
 pub use error::{MapError, TranslateError};
 pub use flush::Flush;
 pub use format::{EntryFormat, X86};

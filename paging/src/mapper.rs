@@ -63,7 +63,7 @@ enum Edit<Fl> {
 }
 
 /// Builds and edits one page-table hierarchy of format `F` ([`X86`] paging by default, or
-/// Intel EPT) rooted at a 4 KiB frame, reached through the accessor `M`.
+/// [`crate::Ept`]) rooted at a 4 KiB frame, reached through the accessor `M`.
 #[derive(Debug)]
 pub struct Mapper<M, F: EntryFormat = X86> {
     mem: M,
@@ -153,6 +153,10 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
         Ok((lin, end))
     }
 
+    fn check_flags(flags: F::Flags) -> Result<(), MapError> {
+        F::leaf_flags_ok(flags).map_err(|reason| MapError::BadFlags { reason })
+    }
+
     fn check_size(&self, size: PageSizeKind) -> Result<(), MapError> {
         if size > self.max {
             return Err(MapError::SizeNotAllowed { size, max: self.max });
@@ -179,6 +183,7 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
         alloc: &mut impl FrameAllocator,
     ) -> Result<Flush, MapError> {
         self.check_size(size)?;
+        Self::check_flags(flags)?;
         let bytes = size.bytes();
         let addr_bits = F::addr_bits(addr);
         for value in [addr_bits, frame.as_u64()] {
@@ -251,6 +256,7 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
         alloc: &mut impl FrameAllocator,
     ) -> Result<Flush, MapError> {
         let (lin, end) = self.linear_range(start, len)?;
+        Self::check_flags(flags)?;
         if phys.as_u64() % 4096 != 0 {
             return Err(MapError::Misaligned { value: phys.as_u64(), align: 4096 });
         }
@@ -312,6 +318,7 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
         alloc: &mut impl FrameAllocator,
     ) -> Result<Flush, MapError> {
         let (lin, end) = self.linear_range(start, len)?;
+        Self::check_flags(flags)?;
         let mut flush = Flush::none();
         self.edit_range(lin, end, Edit::Protect(flags), alloc, &mut flush)?;
         Ok(flush)
