@@ -10,6 +10,8 @@
 //! - [`PageTableEntry`], [`PageFlags`], [`PageTable`]: the x86-64 entry format (PAT is bit 7
 //!   in 4 KiB entries and bit 12 in large ones).
 //! - [`PhysMem`] (how tables are reached: [`SliceMem`], [`OffsetMem`]) and [`FrameAllocator`].
+//! - (`std`, Linux) [`hugepage`]: hugetlb memfds (2 MiB, 1 GiB) another process can map, with a
+//!   transparent-huge-page fallback and the page size really obtained.
 //! - [`Mapper`], its [`Flush`] tokens and errors; generic over the entry format: [`X86`]
 //!   paging or Intel [`Ept`].
 //!
@@ -48,6 +50,8 @@ mod error;
 mod flush;
 mod format;
 mod frame;
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub mod hugepage;
 mod mapper;
 mod mem;
 mod size;
