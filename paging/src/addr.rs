@@ -12,6 +12,7 @@ impl PhysAddr {
     pub const MAX_BITS: u32 = 52;
 
     /// A physical address, or `None` if it has bits set above bit 51.
+    #[inline]
     pub const fn new(addr: u64) -> Option<Self> {
         if addr >> Self::MAX_BITS == 0 {
             Some(PhysAddr(addr))
@@ -21,26 +22,31 @@ impl PhysAddr {
     }
 
     /// The address made of bits 51..0 of `addr` (the rest dropped).
+    #[inline]
     pub const fn new_masked(addr: u64) -> Self {
         PhysAddr(addr & ((1 << Self::MAX_BITS) - 1))
     }
 
     /// The address as a number.
+    #[inline]
     pub const fn as_u64(self) -> u64 {
         self.0
     }
 
     /// Whether the address is a multiple of `align` (a power of two).
+    #[inline]
     pub const fn is_aligned(self, align: u64) -> bool {
         self.0 & (align - 1) == 0
     }
 
     /// The address rounded down to a multiple of `align` (a power of two).
+    #[inline]
     pub const fn align_down(self, align: u64) -> Self {
         PhysAddr(self.0 & !(align - 1))
     }
 
     /// `self + off`, or `None` if that leaves the 52-bit physical address space.
+    #[inline]
     pub const fn checked_add(self, off: u64) -> Option<Self> {
         match self.0.checked_add(off) {
             Some(a) => Self::new(a),
@@ -69,20 +75,24 @@ pub struct NonCanonical {
 
 impl VirtAddr {
     /// A virtual address, if canonical for 48-bit (4-level) addressing.
+    #[inline]
     pub const fn new(addr: u64) -> Result<Self, NonCanonical> {
         Self::new_bits(addr, 48)
     }
 
     /// A virtual address, if canonical for 57-bit (5-level, LA57) addressing.
+    #[inline]
     pub const fn new_la57(addr: u64) -> Result<Self, NonCanonical> {
         Self::new_bits(addr, 57)
     }
 
     /// A virtual address, if canonical for the width that `levels` of paging translate.
+    #[inline]
     pub const fn new_for(addr: u64, levels: Levels) -> Result<Self, NonCanonical> {
         Self::new_bits(addr, levels.va_bits())
     }
 
+    #[inline]
     const fn new_bits(addr: u64, bits: u32) -> Result<Self, NonCanonical> {
         if Self::is_canonical(addr, bits) {
             Ok(VirtAddr(addr))
@@ -92,23 +102,27 @@ impl VirtAddr {
     }
 
     /// Whether `addr` is canonical for a `bits`-wide (48 or 57) virtual address space.
+    #[inline]
     pub const fn is_canonical(addr: u64, bits: u32) -> bool {
         let top = addr >> (bits - 1);
         top == 0 || top == u64::MAX >> (bits - 1)
     }
 
     /// The address as a number.
+    #[inline]
     pub const fn as_u64(self) -> u64 {
         self.0
     }
 
     /// Whether the address is a multiple of `align` (a power of two).
+    #[inline]
     pub const fn is_aligned(self, align: u64) -> bool {
         self.0 & (align - 1) == 0
     }
 
     /// The address rounded down to a multiple of `align` (a power of two); canonical because
     /// aligning never changes bits above 30.
+    #[inline]
     pub const fn align_down(self, align: u64) -> Self {
         debug_assert!(align <= 1 << 30);
         VirtAddr(self.0 & !(align - 1))
@@ -116,11 +130,13 @@ impl VirtAddr {
 
     /// The 9-bit table index this address selects at paging `level` (1 = page table,
     /// 2 = page directory, 3 = PDPT, 4 = PML4, 5 = PML5).
+    #[inline]
     pub const fn table_index(self, level: u8) -> usize {
         ((self.0 >> (12 + 9 * (level as u32 - 1))) & 0x1ff) as usize
     }
 
     /// The offset within a 4 KiB page.
+    #[inline]
     pub const fn page_offset(self) -> u64 {
         self.0 & 0xfff
     }

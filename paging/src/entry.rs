@@ -82,12 +82,14 @@ impl PageFlags {
     const PKEY_SHIFT: u32 = 59;
 
     /// The 4-bit protection key (0..=15).
+    #[inline]
     pub const fn protection_key(self) -> u8 {
         ((self.bits() >> Self::PKEY_SHIFT) & 0xf) as u8
     }
 
     /// The same flags with protection key `key` (only its low 4 bits are used).
     #[must_use]
+    #[inline]
     pub const fn with_protection_key(self, key: u8) -> Self {
         let cleared = self.bits() & !(0xf << Self::PKEY_SHIFT);
         PageFlags::from_bits_retain(cleared | ((key as u64 & 0xf) << Self::PKEY_SHIFT))
@@ -131,37 +133,44 @@ pub struct ReservedBits {
 
 impl PageTableEntry {
     /// An all-zero (not present) entry.
+    #[inline]
     pub const fn zero() -> Self {
         PageTableEntry(0)
     }
 
     /// An entry from its raw value.
+    #[inline]
     pub const fn from_raw(raw: u64) -> Self {
         PageTableEntry(raw)
     }
 
     /// The raw value.
+    #[inline]
     pub const fn raw(self) -> u64 {
         self.0
     }
 
     /// Whether P is set.
+    #[inline]
     pub const fn is_present(self) -> bool {
         self.0 & PageFlags::PRESENT.bits() != 0
     }
 
     /// A non-leaf entry pointing to `table`, permissive (P, R/W, U/S; NX clear) so the leaf
     /// alone decides access. G is left clear: it is reserved in non-leaf entries on AMD.
+    #[inline]
     pub const fn table(table: PhysFrame<Size4KiB>) -> Self {
         PageTableEntry(table.start_address().as_u64() | 0b111)
     }
 
     /// A leaf mapping `frame` with `flags` (PRESENT added; PAT moved to bit 12 and PS set for
     /// 2 MiB and 1 GiB pages).
+    #[inline]
     pub const fn page<S: PageSize>(frame: PhysFrame<S>, flags: PageFlags) -> Self {
         Self::page_raw(frame.start_address(), S::KIND, flags)
     }
 
+    #[inline]
     pub(crate) const fn page_raw(frame: PhysAddr, size: PageSizeKind, flags: PageFlags) -> Self {
         let f = flags.bits() | PageFlags::PRESENT.bits();
         let raw = match size {
@@ -177,6 +186,7 @@ impl PageTableEntry {
     /// What the entry means at paging `level` (1..=5), assuming a 52-bit physical address
     /// width; reserved bits (PS in a PML4E/PML5E, a large frame not aligned to its size) are
     /// an error, as they are a fault for the CPU.
+    #[inline]
     pub const fn decode(self, level: u8) -> Result<EntryKind, ReservedBits> {
         let raw = self.0;
         if !self.is_present() {

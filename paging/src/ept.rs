@@ -74,11 +74,13 @@ impl EptFlags {
 
     /// The same flags with memory type `t`.
     #[must_use]
+    #[inline]
     pub const fn with_memory_type(self, t: EptMemoryType) -> Self {
         EptFlags::from_bits_retain((self.bits() & !Self::MT_MASK) | ((t as u64) << Self::MT_SHIFT))
     }
 
     /// The memory type field, or `None` for the reserved values 2, 3 and 7.
+    #[inline]
     pub const fn memory_type(self) -> Option<EptMemoryType> {
         match (self.bits() & Self::MT_MASK) >> Self::MT_SHIFT {
             0 => Some(EptMemoryType::Uncacheable),
@@ -122,18 +124,22 @@ impl EntryFormat for Ept {
     type Flags = EptFlags;
     type Addr = PhysAddr;
 
+    #[inline]
     fn addr_bits(addr: PhysAddr) -> u64 {
         addr.as_u64()
     }
 
+    #[inline]
     fn range_ok(_start: u64, end: u64, width: u32) -> bool {
         end <= 1u64 << width
     }
 
+    #[inline]
     fn external(linear: u64, _width: u32) -> u64 {
         linear
     }
 
+    #[inline]
     fn leaf_flags_ok(flags: EptFlags) -> Result<(), &'static str> {
         if flags.bits() & RWX == 0 {
             return Err("an EPT leaf needs read, write or execute (else it is not present)");
@@ -147,19 +153,23 @@ impl EntryFormat for Ept {
         Ok(())
     }
 
+    #[inline]
     fn is_present(raw: u64) -> bool {
         raw & RWX != 0
     }
 
+    #[inline]
     fn table(table: PhysAddr) -> u64 {
         (table.as_u64() & ADDR_4K) | RWX
     }
 
+    #[inline]
     fn page(frame: PhysAddr, size: PageSizeKind, flags: EptFlags) -> u64 {
         let large = if size == PageSizeKind::Size4KiB { 0 } else { LARGE };
         frame.as_u64() | (flags.bits() & EptFlags::all().bits()) | large
     }
 
+    #[inline]
     fn decode(raw: u64, level: u8) -> Result<EntryKind<EptFlags>, ReservedBits> {
         if raw & RWX == 0 {
             return Ok(EntryKind::NotPresent);
@@ -189,18 +199,29 @@ impl EntryFormat for Ept {
         Ok(EntryKind::Page { frame: PhysAddr::new_masked(raw & addr_mask), size, flags })
     }
 
+    const TABLES_NEUTRAL: u64 = u64::MAX;
+
+    #[inline]
+    fn fold_table(acc: u64, table_raw: u64) -> u64 {
+        acc & table_raw
+    }
+
+    #[inline]
     fn restrict(flags: EptFlags, table_raw: u64) -> EptFlags {
         flags & EptFlags::from_bits_retain(!RWX | (table_raw & RWX))
     }
 
+    #[inline]
     fn is_global(_flags: EptFlags) -> bool {
         false
     }
 
+    #[inline]
     fn without_hw_bits(flags: EptFlags) -> EptFlags {
         flags - (EptFlags::ACCESSED | EptFlags::DIRTY)
     }
 
+    #[inline]
     fn with_hw_bits_of(flags: EptFlags, other: EptFlags) -> EptFlags {
         flags | (other & (EptFlags::ACCESSED | EptFlags::DIRTY))
     }
@@ -257,7 +278,7 @@ mod tests {
         let mut buf = std::vec![0u8; 1 << 20];
         let mut a = RangeFrameAllocator::new(pa(0x1000), pa(1 << 20));
         let mem = SliceMem::new(&mut buf, pa(0));
-        let mut m: Mapper<_, Ept> = Mapper::new(mem, PhysFrame::containing_address(pa(0)), Levels::Four);
+        let mut m = Mapper::new_ept(mem, PhysFrame::containing_address(pa(0)), Levels::Four);
         // 1 GiB + 2 MiB + 4 KiB of guest RAM at guest-physical 0 -> host-physical 4 GiB.
         let len = (1 << 30) + (2 << 20) + 0x1000;
         m.map_range(pa(0), pa(4 << 30), len, EptFlags::RAM, &mut a).unwrap().ignore();

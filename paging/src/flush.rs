@@ -24,11 +24,13 @@ pub struct Flush {
 
 impl Flush {
     /// Nothing to invalidate.
+    #[inline]
     pub const fn none() -> Self {
         Flush { range: None, global: false, structure: false }
     }
 
     /// Adds the input addresses `first..=last`.
+    #[inline]
     pub(crate) fn add(&mut self, first: u64, last: u64, global: bool) {
         self.range = Some(match self.range.take() {
             None => first..=last,
@@ -37,11 +39,13 @@ impl Flush {
         self.global |= global;
     }
 
+    #[inline]
     pub(crate) fn set_structure(&mut self) {
         self.structure = true;
     }
 
     /// Merges `other` into `self` (the union range; either's obligations).
+    #[inline]
     pub fn merge(&mut self, other: Flush) {
         if let Some(r) = other.range {
             self.add(*r.start(), *r.end(), other.global);
@@ -52,32 +56,38 @@ impl Flush {
 
     /// Input addresses (virtual, or guest-physical for EPT) whose translation changed, as one
     /// covering range (first..=last byte); `None` if no cached translation can be stale.
+    #[inline]
     pub fn range(&self) -> Option<RangeInclusive<u64>> {
         self.range.clone()
     }
 
     /// A global mapping changed: a CR3 reload does not remove it from the TLB.
+    #[inline]
     pub const fn needs_global_flush(&self) -> bool {
         self.global
     }
 
     /// Whether reloading CR3 (without PCID preservation) performs everything owed.
+    #[inline]
     pub const fn cr3_reload_suffices(&self) -> bool {
         !self.global
     }
 
     /// A paging-structure (table) was replaced or freed.
+    #[inline]
     pub const fn structure_changed(&self) -> bool {
         self.structure
     }
 
     /// Whether anything must be invalidated.
+    #[inline]
     pub const fn is_needed(&self) -> bool {
         self.range.is_some() || self.structure
     }
 
     /// Drops the obligation: correct only when no CPU can hold the old translations (the
     /// tables are not loaded anywhere yet, or every TLB is flushed anyway).
+    #[inline]
     pub fn ignore(self) {}
 }
 

@@ -41,8 +41,13 @@ pub trait EntryFormat: sealed::Sealed {
     fn page(frame: PhysAddr, size: PageSizeKind, flags: Self::Flags) -> u64;
     /// What `raw` means at `level`, or the reserved bits that make the hardware fault.
     fn decode(raw: u64, level: u8) -> Result<EntryKind<Self::Flags>, ReservedBits>;
-    /// `flags` as limited by a non-leaf entry `table_raw` above the leaf.
-    fn restrict(flags: Self::Flags, table_raw: u64) -> Self::Flags;
+    /// The value [`EntryFormat::fold_table`] starts from: a table entry restricting nothing.
+    const TABLES_NEUTRAL: u64;
+    /// Combines the non-leaf entries met on a walk into one value with the access rights they
+    /// jointly grant (x86: R/W and U/S ANDed, NX ORed; EPT: R/W/X ANDed).
+    fn fold_table(acc: u64, table_raw: u64) -> u64;
+    /// `flags` as limited by the non-leaf entries above the leaf (`tables`, a fold of them).
+    fn restrict(flags: Self::Flags, tables: u64) -> Self::Flags;
     /// Whether a mapping with `flags` survives a CR3 reload (x86 GLOBAL).
     fn is_global(flags: Self::Flags) -> bool;
     /// `flags` without the bits the hardware sets by itself (accessed, dirty), for comparing
@@ -51,6 +56,8 @@ pub trait EntryFormat: sealed::Sealed {
     /// `flags` with the hardware-set bits of `other` added.
     fn with_hw_bits_of(flags: Self::Flags, other: Self::Flags) -> Self::Flags;
 }
+
+const NX: u64 = PageFlags::NO_EXECUTE.bits();
 
 /// x86-64 4- and 5-level paging (IA-32e), the format of [`PageTableEntry`] and [`PageFlags`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,40 +69,56 @@ impl EntryFormat for X86 {
     type Flags = PageFlags;
     type Addr = VirtAddr;
 
+    #[inline]
     fn addr_bits(addr: VirtAddr) -> u64 {
         addr.as_u64()
     }
 
+    #[inline]
     fn range_ok(start: u64, end: u64, width: u32) -> bool {
         let half = 1u64 << (width - 1);
         end <= 1u64 << width && (start >= half || end <= half)
     }
 
+    #[inline]
     fn external(linear: u64, width: u32) -> u64 {
         let shift = 64 - width;
         (((linear << shift) as i64) >> shift) as u64
     }
 
+    #[inline]
     fn leaf_flags_ok(_flags: PageFlags) -> Result<(), &'static str> {
         Ok(())
     }
 
+    #[inline]
     fn is_present(raw: u64) -> bool {
         PageTableEntry::from_raw(raw).is_present()
     }
 
+    #[inline]
     fn table(table: PhysAddr) -> u64 {
         PageTableEntry::table(PhysFrame::containing_address(table)).raw()
     }
 
+    #[inline]
     fn page(frame: PhysAddr, size: PageSizeKind, flags: PageFlags) -> u64 {
         PageTableEntry::page_raw(frame, size, flags).raw()
     }
 
+    #[inline]
     fn decode(raw: u64, level: u8) -> Result<EntryKind<PageFlags>, ReservedBits> {
         PageTableEntry::from_raw(raw).decode(level)
     }
 
+    const TABLES_NEUTRAL: u64 = !NX;
+
+    #[inline]
+    fn fold_table(acc: u64, table_raw: u64) -> u64 {
+        ((acc & table_raw) & !NX) | ((acc | table_raw) & NX)
+    }
+
+    #[inline]
     fn restrict(flags: PageFlags, table_raw: u64) -> PageFlags {
         let t = PageFlags::from_bits_retain(table_raw);
         let mut f = flags;
@@ -111,14 +134,17 @@ impl EntryFormat for X86 {
         f
     }
 
+    #[inline]
     fn is_global(flags: PageFlags) -> bool {
         flags.contains(PageFlags::GLOBAL)
     }
 
+    #[inline]
     fn without_hw_bits(flags: PageFlags) -> PageFlags {
         flags - (PageFlags::ACCESSED | PageFlags::DIRTY)
     }
 
+    #[inline]
     fn with_hw_bits_of(flags: PageFlags, other: PageFlags) -> PageFlags {
         flags | (other & (PageFlags::ACCESSED | PageFlags::DIRTY))
     }
@@ -146,5 +172,11 @@ mod tests {
         assert_eq!(X86::restrict(leaf, 0x1005), PageFlags::PRESENT | PageFlags::USER);
         assert_eq!(X86::restrict(leaf, 0x1003), PageFlags::PRESENT | PageFlags::WRITABLE);
         assert_eq!(X86::restrict(leaf, 0x1007 | (1 << 63)), leaf | PageFlags::NO_EXECUTE);
+        // Folding: any table without R/W or U/S removes it, any with NX adds it.
+        let acc = [0x1007u64, 0x2005 | (1 << 63), 0x3003]
+            .iter()
+            .fold(X86::TABLES_NEUTRAL, |a, &t| X86::fold_table(a, t));
+        assert_eq!(X86::restrict(leaf, acc), PageFlags::PRESENT | PageFlags::NO_EXECUTE);
+        assert_eq!(X86::restrict(leaf, X86::TABLES_NEUTRAL), leaf);
     }
 }

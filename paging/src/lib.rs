@@ -21,7 +21,7 @@
 //! let mut ram = vec![0u8; 1 << 20]; // physical [0, 1 MiB): tables live here
 //! let mut frames = RangeFrameAllocator::new(PhysAddr::new(0x1000).unwrap(), PhysAddr::new(1 << 20).unwrap());
 //! let root = PhysFrame::from_start_address(PhysAddr::new(0).unwrap()).unwrap();
-//! let mut m: Mapper<_> = Mapper::new(SliceMem::new(&mut ram, PhysAddr::new(0).unwrap()), root, Levels::Four);
+//! let mut m = Mapper::new(SliceMem::new(&mut ram, PhysAddr::new(0).unwrap()), root, Levels::Four);
 //!
 //! // 4 MiB + 8 KiB at 2 MiB-aligned addresses: two 2 MiB pages and two 4 KiB pages.
 //! let va = VirtAddr::new(0xffff_8000_0020_0000).unwrap();

@@ -56,6 +56,14 @@ pub struct Leaf<F> {
     pub flags: F,
 }
 
+/// What `map_range` maps: `[start, end)` (linear) to `start + delta` onwards, with `flags`.
+struct MapJob<Fl> {
+    start: u64,
+    end: u64,
+    delta: u64,
+    flags: Fl,
+}
+
 #[derive(Clone, Copy)]
 enum Edit<Fl> {
     Unmap,
@@ -73,10 +81,26 @@ pub struct Mapper<M, F: EntryFormat = X86> {
     format: PhantomData<F>,
 }
 
-impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
-    /// A mapper for the hierarchy whose root table (PML4, PML5 or EPT PML4/PML5) is `root`.
+impl<M: PhysMem> Mapper<M, X86> {
+    /// An x86-64 paging mapper for the hierarchy whose root table (PML4 or PML5) is `root`.
     /// Pages up to 1 GiB are used; see [`Mapper::with_max_page_size`].
     pub fn new(mem: M, root: PhysFrame, levels: Levels) -> Self {
+        Self::with_format(mem, root, levels)
+    }
+}
+
+impl<M: PhysMem> Mapper<M, crate::Ept> {
+    /// An EPT mapper for the hierarchy whose root table (EPT PML4 or PML5) is `root`; input
+    /// addresses are guest-physical.
+    pub fn new_ept(mem: M, root: PhysFrame, levels: Levels) -> Self {
+        Self::with_format(mem, root, levels)
+    }
+}
+
+impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
+    /// A mapper of format `F` for the hierarchy rooted at `root` (what [`Mapper::new`] and
+    /// [`Mapper::new_ept`] call).
+    pub fn with_format(mem: M, root: PhysFrame, levels: Levels) -> Self {
         Mapper { mem, root: root.start_address(), levels, max: PageSizeKind::Size1GiB, format: PhantomData }
     }
 
@@ -263,33 +287,78 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
         if phys.checked_add(len).is_none() {
             return Err(MapError::PhysOutOfRange { start: phys.as_u64(), len });
         }
-        let mut done = 0;
-        while lin + done < end {
-            let (va, pa, left) = (lin + done, phys.as_u64() + done, end - lin - done);
-            let size = PageSizeKind::LARGEST_FIRST
-                .into_iter()
-                .filter(|s| *s <= self.max)
-                .find(|s| va % s.bytes() == 0 && pa % s.bytes() == 0 && left >= s.bytes())
-                .unwrap_or(PageSizeKind::Size4KiB);
-            if let Err(e) = self.map_one(va, PhysAddr::new_masked(pa), size, flags, alloc) {
-                // Undo what this call mapped: whole pages, so no split and no frame is needed.
-                // Out of frames, the failed page's region held nothing (the walk was creating
-                // tables under a not-present entry), so including it frees the tables made
-                // for it; after `AlreadyMapped` it must stay as it was.
-                let undo_end = match e {
-                    MapError::OutOfFrames => va + size.bytes(),
-                    _ => va,
-                };
-                let mut flush = Flush::none();
-                // Nothing this call mapped was reported to anyone, so no TLB can hold it unless
-                // a CPU walked the tables meanwhile; an undo failure (memory error) is moot.
-                let _ = self.edit_range(lin, undo_end, Edit::Unmap, alloc, &mut flush);
-                flush.ignore();
-                return Err(e);
-            }
-            done += size.bytes();
+        let mut done = lin;
+        let root_level = self.root_level();
+        let delta = phys.as_u64().wrapping_sub(lin);
+        let job = MapJob { start: lin, end, delta, flags };
+        if let Err(e) = self.map_in(self.root, root_level, 0, &job, &mut done, alloc) {
+            // Undo what this call mapped: whole pages in [lin, done), so no split and no
+            // frame is needed. Out of frames, the page at `done` lies under the entry whose
+            // table could not be made (nothing is mapped there), so including it frees the
+            // tables made on the way; after `AlreadyMapped` it must stay as it was.
+            let undo_end = match e {
+                MapError::OutOfFrames => (done + 4096).min(end),
+                _ => done,
+            };
+            let mut flush = Flush::none();
+            // Nothing this call mapped was reported to anyone, so no TLB can hold it unless
+            // a CPU walked the tables meanwhile; an undo failure (memory error) is moot.
+            let _ = self.edit_range(lin, undo_end, Edit::Unmap, alloc, &mut flush);
+            flush.ignore();
+            return Err(e);
         }
         Ok(Flush::none())
+    }
+
+    /// Maps `job`'s part of the table at `level` covering `[base, base + 512 * coverage)`:
+    /// an entry the range covers whole, at both-aligned addresses and within the size limit,
+    /// becomes a leaf; otherwise the walk descends, creating tables. Leaves are written in
+    /// address order; `done` is the first address not yet mapped.
+    fn map_in(
+        &mut self,
+        table: PhysAddr,
+        level: u8,
+        base: u64,
+        job: &MapJob<F::Flags>,
+        done: &mut u64,
+        alloc: &mut impl FrameAllocator,
+    ) -> Result<(), MapError> {
+        let cover = coverage(level);
+        let (start, end) = (job.start.max(base), job.end.min(base + cover * ENTRIES));
+        let leaf_size = PageSizeKind::from_level(level).filter(|s| *s <= self.max);
+        for idx in (start - base) / cover..=(end - 1 - base) / cover {
+            let ea = Self::entry_addr(table, idx);
+            let e_start = base + idx * cover;
+            let raw = self.mem.read_entry(ea)?;
+            let whole = job.start <= e_start && e_start + cover <= job.end;
+            if let (Some(size), true) = (leaf_size, whole && e_start.wrapping_add(job.delta) % cover == 0) {
+                if F::is_present(raw) {
+                    return Err(MapError::AlreadyMapped { addr: self.ext(e_start), level });
+                }
+                let frame = PhysAddr::new_masked(e_start.wrapping_add(job.delta));
+                self.mem.write_entry(ea, F::page(frame, size, job.flags))?;
+                *done = e_start + cover;
+                continue;
+            }
+            let child = match F::decode(raw, level)? {
+                EntryKind::Table(t) => t,
+                EntryKind::Page { .. } => {
+                    return Err(MapError::AlreadyMapped { addr: self.ext(e_start), level })
+                }
+                EntryKind::NotPresent => {
+                    let new = alloc.allocate_frame().ok_or(MapError::OutOfFrames)?;
+                    let t = new.start_address();
+                    if let Err(e) = self.mem.zero_frame(t) {
+                        alloc.deallocate_frame(new);
+                        return Err(e.into());
+                    }
+                    self.mem.write_entry(ea, F::table(t))?;
+                    t
+                }
+            };
+            self.map_in(child, level - 1, e_start, job, done, alloc)?;
+        }
+        Ok(())
     }
 
     /// Unmaps every page in `[start, start + len)`; holes are skipped. A superpage that
@@ -570,13 +639,13 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
 
     /// Walks the tables for `addr`: the frame, page size and effective flags, or the fault the
     /// CPU would take (not present at some level, or reserved bits).
+    #[inline]
     pub fn translate(&self, addr: F::Addr) -> Result<Translation<F::Flags>, TranslateError> {
         let addr_bits = F::addr_bits(addr);
         let lin = self
             .linear(addr_bits)
             .ok_or(TranslateError::BadAddress { addr: addr_bits, bits: self.width() })?;
-        let mut uppers = [0u64; 5];
-        let mut n = 0;
+        let mut tables = F::TABLES_NEUTRAL;
         let mut table = self.root;
         let mut level = self.root_level();
         loop {
@@ -584,12 +653,11 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
             match F::decode(raw, level)? {
                 EntryKind::NotPresent => return Err(TranslateError::NotMapped { addr: addr_bits, level }),
                 EntryKind::Page { frame, size, flags } => {
-                    let flags = uppers[..n].iter().fold(flags, |f, &t| F::restrict(f, t));
+                    let flags = F::restrict(flags, tables);
                     return Ok(Translation { frame, offset: lin & (size.bytes() - 1), size, flags });
                 }
                 EntryKind::Table(t) if level > 1 => {
-                    uppers[n] = raw;
-                    n += 1;
+                    tables = F::fold_table(tables, raw);
                     table = t;
                     level -= 1;
                 }

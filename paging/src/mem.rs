@@ -29,6 +29,7 @@ pub trait PhysMem {
     fn write_entry(&mut self, addr: PhysAddr, value: u64) -> Result<(), MemError>;
 
     /// Zeroes the 4 KiB frame at `frame` (4 KiB aligned), for a new table.
+    #[inline]
     fn zero_frame(&mut self, frame: PhysAddr) -> Result<(), MemError> {
         for i in 0..512 {
             let a = PhysAddr::new_masked(frame.as_u64() + 8 * i);
@@ -39,12 +40,15 @@ pub trait PhysMem {
 }
 
 impl<M: PhysMem + ?Sized> PhysMem for &mut M {
+    #[inline]
     fn read_entry(&self, addr: PhysAddr) -> Result<u64, MemError> {
         (**self).read_entry(addr)
     }
+    #[inline]
     fn write_entry(&mut self, addr: PhysAddr, value: u64) -> Result<(), MemError> {
         (**self).write_entry(addr, value)
     }
+    #[inline]
     fn zero_frame(&mut self, frame: PhysAddr) -> Result<(), MemError> {
         (**self).zero_frame(frame)
     }
@@ -64,6 +68,7 @@ impl<'a> SliceMem<'a> {
         SliceMem { bytes, base: base.as_u64() }
     }
 
+    #[inline]
     fn range(&self, addr: PhysAddr, len: u64) -> Result<core::ops::Range<usize>, MemError> {
         let err = MemError { addr: addr.as_u64(), len };
         let off = addr.as_u64().checked_sub(self.base).ok_or(err)?;
@@ -76,6 +81,7 @@ impl<'a> SliceMem<'a> {
 }
 
 impl PhysMem for SliceMem<'_> {
+    #[inline]
     fn read_entry(&self, addr: PhysAddr) -> Result<u64, MemError> {
         let r = self.range(addr, 8)?;
         let mut b = [0u8; 8];
@@ -83,12 +89,14 @@ impl PhysMem for SliceMem<'_> {
         Ok(u64::from_le_bytes(b))
     }
 
+    #[inline]
     fn write_entry(&mut self, addr: PhysAddr, value: u64) -> Result<(), MemError> {
         let r = self.range(addr, 8)?;
         self.bytes[r].copy_from_slice(&value.to_le_bytes());
         Ok(())
     }
 
+    #[inline]
     fn zero_frame(&mut self, frame: PhysAddr) -> Result<(), MemError> {
         let r = self.range(frame, 4096)?;
         self.bytes[r].fill(0);
@@ -120,9 +128,12 @@ impl OffsetMem {
         OffsetMem { offset, start, end }
     }
 
+    #[inline]
     fn cell(&self, addr: PhysAddr) -> Result<&AtomicU64, MemError> {
         let a = addr.as_u64();
-        if a < self.start || a >= self.end || self.end - a < 8 || a % 8 != 0 {
+        // One compare for the range (wrapping below `start`), one for alignment.
+        let off = a.wrapping_sub(self.start);
+        if off >= (self.end - self.start).saturating_sub(7) || a % 8 != 0 {
             return Err(MemError { addr: a, len: 8 });
         }
         let p: *mut u64 = core::ptr::with_exposed_provenance_mut(self.offset + a as usize);
@@ -133,12 +144,14 @@ impl OffsetMem {
 }
 
 impl PhysMem for OffsetMem {
+    #[inline]
     fn read_entry(&self, addr: PhysAddr) -> Result<u64, MemError> {
         // Relaxed: an entry is a value on its own; ordering against the CPU's walks comes from
         // the TLB flush the caller performs, not from memory ordering.
         Ok(self.cell(addr)?.load(Ordering::Relaxed))
     }
 
+    #[inline]
     fn write_entry(&mut self, addr: PhysAddr, value: u64) -> Result<(), MemError> {
         self.cell(addr)?.store(value, Ordering::Relaxed);
         Ok(())
@@ -162,13 +175,16 @@ impl<M> CountingMem<M> {
 }
 
 impl<M: PhysMem> PhysMem for CountingMem<M> {
+    #[inline]
     fn read_entry(&self, addr: PhysAddr) -> Result<u64, MemError> {
         self.inner.read_entry(addr)
     }
+    #[inline]
     fn write_entry(&mut self, addr: PhysAddr, value: u64) -> Result<(), MemError> {
         self.writes += 1;
         self.inner.write_entry(addr, value)
     }
+    #[inline]
     fn zero_frame(&mut self, frame: PhysAddr) -> Result<(), MemError> {
         self.writes += 512;
         self.inner.zero_frame(frame)

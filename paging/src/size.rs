@@ -62,11 +62,13 @@ impl PageSizeKind {
         [PageSizeKind::Size1GiB, PageSizeKind::Size2MiB, PageSizeKind::Size4KiB];
 
     /// Size in bytes.
+    #[inline]
     pub const fn bytes(self) -> u64 {
         1 << self.shift()
     }
 
     /// log2 of the size.
+    #[inline]
     pub const fn shift(self) -> u32 {
         match self {
             PageSizeKind::Size4KiB => 12,
@@ -76,6 +78,7 @@ impl PageSizeKind {
     }
 
     /// The paging level whose entries map pages of this size (1, 2 or 3).
+    #[inline]
     pub const fn level(self) -> u8 {
         match self {
             PageSizeKind::Size4KiB => 1,
@@ -85,6 +88,7 @@ impl PageSizeKind {
     }
 
     /// The size a leaf at `level` maps, if a leaf may sit there.
+    #[inline]
     pub const fn from_level(level: u8) -> Option<Self> {
         match level {
             1 => Some(PageSizeKind::Size4KiB),
@@ -106,6 +110,7 @@ pub enum Levels {
 
 impl Levels {
     /// Level number of the root table (4 or 5).
+    #[inline]
     pub const fn root_level(self) -> u8 {
         match self {
             Levels::Four => 4,
@@ -114,6 +119,7 @@ impl Levels {
     }
 
     /// Width of a canonical virtual address (48 or 57).
+    #[inline]
     pub const fn va_bits(self) -> u32 {
         12 + 9 * self.root_level() as u32
     }
@@ -138,6 +144,7 @@ pub struct Page<S: PageSize = Size4KiB> {
 
 impl<S: PageSize> Page<S> {
     /// The page starting at `start`, which must be aligned to `S::SIZE`.
+    #[inline]
     pub const fn from_start_address(start: VirtAddr) -> Result<Self, Misaligned> {
         if start.is_aligned(S::SIZE) {
             Ok(Page { start, size: PhantomData })
@@ -147,16 +154,19 @@ impl<S: PageSize> Page<S> {
     }
 
     /// The page containing `addr`.
+    #[inline]
     pub const fn containing_address(addr: VirtAddr) -> Self {
         Page { start: addr.align_down(S::SIZE), size: PhantomData }
     }
 
     /// First byte of the page.
+    #[inline]
     pub const fn start_address(self) -> VirtAddr {
         self.start
     }
 
     /// Size in bytes.
+    #[inline]
     pub const fn size(self) -> u64 {
         S::SIZE
     }
@@ -177,6 +187,7 @@ pub struct PhysFrame<S: PageSize = Size4KiB> {
 
 impl<S: PageSize> PhysFrame<S> {
     /// The frame starting at `start`, which must be aligned to `S::SIZE`.
+    #[inline]
     pub const fn from_start_address(start: PhysAddr) -> Result<Self, Misaligned> {
         if start.is_aligned(S::SIZE) {
             Ok(PhysFrame { start, size: PhantomData })
@@ -186,16 +197,19 @@ impl<S: PageSize> PhysFrame<S> {
     }
 
     /// The frame containing `addr`.
+    #[inline]
     pub const fn containing_address(addr: PhysAddr) -> Self {
         PhysFrame { start: addr.align_down(S::SIZE), size: PhantomData }
     }
 
     /// First byte of the frame.
+    #[inline]
     pub const fn start_address(self) -> PhysAddr {
         self.start
     }
 
     /// Size in bytes.
+    #[inline]
     pub const fn size(self) -> u64 {
         S::SIZE
     }
