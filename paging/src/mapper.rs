@@ -269,8 +269,9 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
     /// step the largest page (up to the mapper's limit) that the virtual and physical
     /// addresses are both aligned to and that fits in what is left.
     ///
-    /// Fails with `AlreadyMapped` if any page in the range is mapped. On any error, what
-    /// this call had mapped is unmapped again (tables it created are freed).
+    /// Pages are mapped in address order; the first page found mapped fails the call with
+    /// `AlreadyMapped` (or `OutOfFrames` if frames ran out before it). On any error, what this
+    /// call had mapped is unmapped again and the tables it created are freed.
     pub fn map_range(
         &mut self,
         start: F::Addr,

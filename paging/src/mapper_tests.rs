@@ -164,6 +164,18 @@ fn out_of_frames_undoes_everything() {
 }
 
 #[test]
+fn out_of_frames_on_the_first_page_frees_the_tables_made_for_it() {
+    let mut buf = std::vec![0u8; MEM];
+    let (mut m, _) = setup(&mut buf, Levels::Four);
+    // Two frames: the PDPT and the PD are made, the PT is not; nothing was mapped yet.
+    let mut a = RangeFrameAllocator::new(pa(0x1000), pa(0x3000));
+    assert_eq!(m.map_range(va(0x1000), pa(0x1000), 0x1000, RW, &mut a), Err(MapError::OutOfFrames));
+    assert_eq!(a.in_use(), 0);
+    let _ = m.into_mem();
+    assert!(buf[..4096].iter().all(|&b| b == 0));
+}
+
+#[test]
 fn unmap_splits_superpages_and_frees_tables() {
     let mut buf = std::vec![0u8; MEM];
     let (mut m, mut a) = setup(&mut buf, Levels::Four);
