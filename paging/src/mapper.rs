@@ -20,7 +20,12 @@ const ENTRIES: u64 = 512;
 
 /// Bytes one entry at `level` covers.
 const fn coverage(level: u8) -> u64 {
-    1 << (12 + 9 * (level as u32 - 1))
+    1 << coverage_shift(level)
+}
+
+/// log2 of [`coverage`].
+const fn coverage_shift(level: u8) -> u32 {
+    12 + 9 * (level as u32 - 1)
 }
 
 /// A translation found by [`Mapper::translate`].
@@ -327,7 +332,8 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
         let cover = coverage(level);
         let (start, end) = (job.start.max(base), job.end.min(base + cover * ENTRIES));
         let leaf_size = PageSizeKind::from_level(level).filter(|s| *s <= self.max);
-        for idx in (start - base) / cover..=(end - 1 - base) / cover {
+        let shift = coverage_shift(level);
+        for idx in (start - base) >> shift..=(end - 1 - base) >> shift {
             let ea = Self::entry_addr(table, idx);
             let e_start = base + idx * cover;
             let raw = self.mem.read_entry(ea)?;
@@ -494,8 +500,8 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
         flush: &mut Flush,
     ) -> Result<(), MapError> {
         let cover = coverage(level);
-        let first = (start - base) / cover;
-        let last = (end - 1 - base) / cover;
+        let first = (start - base) >> coverage_shift(level);
+        let last = (end - 1 - base) >> coverage_shift(level);
         for idx in first..=last {
             let ea = Self::entry_addr(table, idx);
             let (e_start, e_end) = (base + idx * cover, base + idx * cover + cover);

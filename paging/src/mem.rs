@@ -156,6 +156,25 @@ impl PhysMem for OffsetMem {
         self.cell(addr)?.store(value, Ordering::Relaxed);
         Ok(())
     }
+
+    #[inline]
+    fn zero_frame(&mut self, frame: PhysAddr) -> Result<(), MemError> {
+        let a = frame.as_u64();
+        // The first and last entry in range, and 4 KiB alignment, cover the whole frame.
+        self.cell(frame)?;
+        self.cell(PhysAddr::new_masked(a + 4088))?;
+        if a % 4096 != 0 {
+            return Err(MemError { addr: a, len: 4096 });
+        }
+        let p: *mut u64 = core::ptr::with_exposed_provenance_mut(self.offset + a as usize);
+        for i in 0..512 {
+            // SAFETY: entries `a + 8 i` lie in `start..end` (checked above), so `new`'s
+            // contract makes each valid for atomic access; no reference to them exists.
+            let cell = unsafe { AtomicU64::from_ptr(p.wrapping_add(i)) };
+            cell.store(0, Ordering::Relaxed);
+        }
+        Ok(())
+    }
 }
 
 /// Wraps an accessor and counts the entries written (for benchmarks and tests).
