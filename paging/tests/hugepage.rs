@@ -68,7 +68,7 @@ fn word(mem: &HugeMem, off: usize) -> u64 {
 
 #[test]
 fn hugetlb_2m_memfd_is_mapped_by_another_process() {
-    let _g = POOL.lock().unwrap();
+    let _g = POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let _r = match reserve(2048, 2) {
         Ok(r) => r,
         Err(e) => return println!("skipped: {e}"),
@@ -110,7 +110,7 @@ fn other_process_side() {
 
 #[test]
 fn hugetlb_1g_memfd() {
-    let _g = POOL.lock().unwrap();
+    let _g = POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let _r = match reserve(1_048_576, 1) {
         Ok(r) => r,
         Err(e) => return println!("skipped: {e}"),
@@ -133,7 +133,7 @@ fn thp_mode(file: &str) -> String {
 
 #[test]
 fn falls_back_to_transparent_huge_pages_and_reports_the_truth() {
-    let _g = POOL.lock().unwrap();
+    let _g = POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     // An empty 2 MiB pool (as here by default) makes `new` fall back.
     let free = read_count("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages").unwrap_or(0);
     if free >= 4 {
