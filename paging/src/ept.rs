@@ -207,6 +207,14 @@ impl EntryFormat for Ept {
     }
 
     #[inline]
+    fn next_table(raw: u64, level: u8) -> Option<PhysAddr> {
+        // Some access, not write-only, bits 7:3 clear (no large page, no reserved bits).
+        let rwx = raw & RWX;
+        (level > 1 && rwx != 0 && rwx != 0b010 && rwx != 0b110 && raw & 0xf8 == 0)
+            .then(|| PhysAddr::new_masked(raw & ADDR_4K))
+    }
+
+    #[inline]
     fn restrict(flags: EptFlags, table_raw: u64) -> EptFlags {
         flags & EptFlags::from_bits_retain(!RWX | (table_raw & RWX))
     }
@@ -304,6 +312,17 @@ mod tests {
             Err(MapError::BadFlags { reason: "write without read is an EPT misconfiguration" })
         );
         assert!(m.protect_range(pa(0), 0x1000, EptFlags::empty(), &mut a).is_err());
+        // Single pages too (the walk's fast path), then a write-only leaf in their table.
+        m.map_page(pa(3 << 30), pa(0x7000), PageSizeKind::Size4KiB, EptFlags::READ, &mut a).unwrap().ignore();
+        m.map_page(pa((3 << 30) + 0x1000), pa(0x8000), PageSizeKind::Size4KiB, EptFlags::RAM, &mut a)
+            .unwrap()
+            .ignore();
+        assert_eq!(m.translate(pa((3 << 30) + 0x1008)).unwrap().phys_addr().as_u64(), 0x8008);
+        assert_eq!(
+            m.map_page(pa(3 << 30), pa(0x9000), PageSizeKind::Size4KiB, EptFlags::READ, &mut a),
+            Err(MapError::AlreadyMapped { addr: 3 << 30, level: 1 })
+        );
+        m.unmap_range(pa(3 << 30), 0x2000, &mut a).unwrap().ignore();
         // Guest-physical addresses beyond 48 bits are not translatable under a 4-level EPT.
         assert_eq!(m.translate(pa(1 << 48)), Err(TranslateError::BadAddress { addr: 1 << 48, bits: 48 }));
         m.unmap_range(pa(0), 2 << 30, &mut a).unwrap().ignore();

@@ -41,6 +41,9 @@ pub trait EntryFormat: sealed::Sealed {
     fn page(frame: PhysAddr, size: PageSizeKind, flags: Self::Flags) -> u64;
     /// What `raw` means at `level`, or the reserved bits that make the hardware fault.
     fn decode(raw: u64, level: u8) -> Result<EntryKind<Self::Flags>, ReservedBits>;
+    /// Fast path of [`EntryFormat::decode`] for walks: the next table if `raw` is a valid
+    /// non-leaf entry at `level` (2..=5), else `None` (then `decode` says what it is).
+    fn next_table(raw: u64, level: u8) -> Option<PhysAddr>;
     /// The value [`EntryFormat::fold_table`] starts from: a table entry restricting nothing.
     const TABLES_NEUTRAL: u64;
     /// Combines the non-leaf entries met on a walk into one value with the access rights they
@@ -116,6 +119,14 @@ impl EntryFormat for X86 {
     #[inline]
     fn fold_table(acc: u64, table_raw: u64) -> u64 {
         ((acc & table_raw) & !NX) | ((acc | table_raw) & NX)
+    }
+
+    #[inline]
+    fn next_table(raw: u64, level: u8) -> Option<PhysAddr> {
+        // Present and PS clear: a table at every level (PS is reserved at 4 and 5 and means
+        // a page at 2 and 3, both for `decode`).
+        (level > 1 && raw & (1 | crate::entry::bits::PAGE_SIZE) == 1)
+            .then(|| PhysAddr::new_masked(raw & crate::entry::bits::ADDR_4K))
     }
 
     #[inline]

@@ -242,6 +242,11 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
         while level > target {
             let ea = Self::entry_addr(table, Self::index(lin, level));
             let raw = self.mem.read_entry(ea)?;
+            if let Some(t) = F::next_table(raw, level) {
+                table = t;
+                level -= 1;
+                continue;
+            }
             table = match F::decode(raw, level)? {
                 EntryKind::Table(t) => t,
                 EntryKind::Page { .. } => {

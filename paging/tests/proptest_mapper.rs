@@ -269,3 +269,26 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The walk's fast path never disagrees with the full decoder.
+    #[test]
+    fn next_table_agrees_with_decode(raw in any::<u64>(), low in 0u64..512, level in 1u8..=5) {
+        use pvio_paging::{EntryFormat, EntryKind, Ept, X86};
+        // Half the cases with a plausible low byte, so tables are common.
+        for raw in [raw, (raw & !0x1ff) | low] {
+            if let Some(t) = X86::next_table(raw, level) {
+                prop_assert_eq!(X86::decode(raw, level), Ok(EntryKind::Table(t)));
+            }
+            if let Some(t) = Ept::next_table(raw, level) {
+                prop_assert_eq!(Ept::decode(raw, level), Ok(EntryKind::Table(t)));
+            }
+            if let Ok(EntryKind::Table(t)) = X86::decode(raw, level) {
+                prop_assert_eq!(X86::next_table(raw, level), Some(t));
+            }
+            if let Ok(EntryKind::Table(t)) = Ept::decode(raw, level) {
+                prop_assert_eq!(Ept::next_table(raw, level), Some(t));
+            }
+        }
+    }
+}
