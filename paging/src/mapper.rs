@@ -292,6 +292,9 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
     ) -> Result<Flush, MapError> {
         let (lin, end) = self.linear_range(start, len)?;
         Self::check_flags(flags)?;
+        if len == 0 {
+            return Ok(Flush::none());
+        }
         if phys.as_u64() % 4096 != 0 {
             return Err(MapError::Misaligned { value: phys.as_u64(), align: 4096 });
         }

@@ -128,6 +128,19 @@ fn range_checks() {
 }
 
 #[test]
+fn empty_ranges_change_nothing() {
+    let mut buf = std::vec![0u8; MEM];
+    let (mut m, mut a) = setup(&mut buf, Levels::Four);
+    for at in [0, 0x1000, 0x20_1000, 0xffff_8000_0000_0000] {
+        assert_eq!(m.map_range(va(at), pa(0x5000), 0, RW, &mut a), Ok(Flush::none()));
+        assert_eq!(m.unmap_range(va(at), 0, &mut a), Ok(Flush::none()));
+        assert_eq!(m.protect_range(va(at), 0, RW, &mut a), Ok(Flush::none()));
+    }
+    assert_eq!(a.in_use(), 0);
+    assert!(leaves(&m).is_empty());
+}
+
+#[test]
 fn already_mapped_and_rollback() {
     let mut buf = std::vec![0u8; MEM];
     let (mut m, mut a) = setup(&mut buf, Levels::Four);
