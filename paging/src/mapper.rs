@@ -69,6 +69,12 @@ struct MapJob<Fl> {
     flags: Fl,
 }
 
+/// Where a walk stands: the table to read next and the fold of the non-leaf entries so far.
+struct Walk {
+    table: PhysAddr,
+    tables: u64,
+}
+
 #[derive(Clone, Copy)]
 enum Edit<Fl> {
     Unmap,
@@ -203,6 +209,7 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
 
     /// Maps one page of `size` at `addr` to `frame`. Fails with `AlreadyMapped` if any part
     /// of the page is mapped.
+    #[inline]
     pub fn map_page(
         &mut self,
         addr: F::Addr,
@@ -228,6 +235,7 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
         Ok(Flush::none())
     }
 
+    #[inline]
     fn map_one(
         &mut self,
         lin: u64,
@@ -236,35 +244,18 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
         flags: F::Flags,
         alloc: &mut impl FrameAllocator,
     ) -> Result<(), MapError> {
+        // Unrolled like `translate`: constant levels make each step's index and checks cheap.
         let target = size.level();
         let mut table = self.root;
-        let mut level = self.root_level();
-        while level > target {
-            let ea = Self::entry_addr(table, Self::index(lin, level));
-            let raw = self.mem.read_entry(ea)?;
-            if let Some(t) = F::next_table(raw, level) {
-                table = t;
-                level -= 1;
-                continue;
-            }
-            table = match F::decode(raw, level)? {
-                EntryKind::Table(t) => t,
-                EntryKind::Page { .. } => {
-                    let at = lin & !(coverage(level) - 1);
-                    return Err(MapError::AlreadyMapped { addr: self.ext(at), level });
-                }
-                EntryKind::NotPresent => {
-                    let new = alloc.allocate_frame().ok_or(MapError::OutOfFrames)?;
-                    let t = new.start_address();
-                    if let Err(e) = self.mem.zero_frame(t) {
-                        alloc.deallocate_frame(new);
-                        return Err(e.into());
-                    }
-                    self.mem.write_entry(ea, F::table(t))?;
-                    t
-                }
-            };
-            level -= 1;
+        if self.levels == Levels::Five {
+            table = self.descend::<5>(lin, table, alloc)?;
+        }
+        table = self.descend::<4>(lin, table, alloc)?;
+        if target < 3 {
+            table = self.descend::<3>(lin, table, alloc)?;
+        }
+        if target < 2 {
+            table = self.descend::<2>(lin, table, alloc)?;
         }
         let ea = Self::entry_addr(table, Self::index(lin, target));
         let raw = self.mem.read_entry(ea)?;
@@ -275,6 +266,42 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
         Ok(())
     }
 
+    /// One level of [`Mapper::map_one`] above the leaf: the table the entry for `lin` in
+    /// `table` points to, created (zeroed, then linked) if the entry is not present.
+    #[inline(always)]
+    fn descend<const LEVEL: u8>(
+        &mut self,
+        lin: u64,
+        table: PhysAddr,
+        alloc: &mut impl FrameAllocator,
+    ) -> Result<PhysAddr, MapError> {
+        let ea = Self::entry_addr(table, Self::index(lin, LEVEL));
+        let raw = self.mem.read_entry(ea)?;
+        if let Some(t) = F::next_table(raw, LEVEL) {
+            return Ok(t);
+        }
+        match F::decode(raw, LEVEL)? {
+            EntryKind::Table(t) => Ok(t),
+            EntryKind::Page { .. } => {
+                let at = lin & !(coverage(LEVEL) - 1);
+                Err(MapError::AlreadyMapped { addr: self.ext(at), level: LEVEL })
+            }
+            EntryKind::NotPresent => self.new_table(ea, alloc),
+        }
+    }
+
+    /// Allocates and zeroes a table and links it at `ea`; returns it.
+    fn new_table(&mut self, ea: PhysAddr, alloc: &mut impl FrameAllocator) -> Result<PhysAddr, MapError> {
+        let new = alloc.allocate_frame().ok_or(MapError::OutOfFrames)?;
+        let t = new.start_address();
+        if let Err(e) = self.mem.zero_frame(t) {
+            alloc.deallocate_frame(new);
+            return Err(e.into());
+        }
+        self.mem.write_entry(ea, F::table(t))?;
+        Ok(t)
+    }
+
     /// Maps `[start, start + len)` to `[phys, phys + len)` with the fewest entries: at each
     /// step the largest page (up to the mapper's limit) that the virtual and physical
     /// addresses are both aligned to and that fits in what is left.
@@ -282,6 +309,7 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
     /// Pages are mapped in address order; the first page found mapped fails the call with
     /// `AlreadyMapped` (or `OutOfFrames` if frames ran out before it). On any error, what this
     /// call had mapped is unmapped again and the tables it created are freed.
+    #[inline]
     pub fn map_range(
         &mut self,
         start: F::Addr,
@@ -301,27 +329,58 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
         if phys.checked_add(len).is_none() {
             return Err(MapError::PhysOutOfRange { start: phys.as_u64(), len });
         }
+        // A range that is one page (the largest allowed size, aligned on both sides) takes
+        // the unrolled single-page walk, inlined like `map_page`; it maps nothing unless it
+        // succeeds. Longer ranges take the table-at-a-time walk, out of line.
+        let single = PageSizeKind::LARGEST_FIRST
+            .into_iter()
+            .find(|s| *s <= self.max && len == s.bytes() && (lin | phys.as_u64()) & (len - 1) == 0);
+        let (result, done) = match single {
+            Some(size) => (self.map_one(lin, phys, size, flags, alloc), lin),
+            None => self.map_many(lin, end, phys, flags, alloc),
+        };
+        if let Err(e) = result {
+            self.undo_map(lin, done, end, e, alloc);
+            return Err(e);
+        }
+        Ok(Flush::none())
+    }
+
+    /// `map_range` of more than one page: maps `[lin, end)` table by table. Returns how far
+    /// it got (the first address not mapped) with the result.
+    fn map_many(
+        &mut self,
+        lin: u64,
+        end: u64,
+        phys: PhysAddr,
+        flags: F::Flags,
+        alloc: &mut impl FrameAllocator,
+    ) -> (Result<(), MapError>, u64) {
         let mut done = lin;
         let root_level = self.root_level();
         let delta = phys.as_u64().wrapping_sub(lin);
         let job = MapJob { start: lin, end, delta, flags };
-        if let Err(e) = self.map_in(self.root, root_level, 0, &job, &mut done, alloc) {
-            // Undo what this call mapped: whole pages in [lin, done), so no split and no
-            // frame is needed. Out of frames, the page at `done` lies under the entry whose
-            // table could not be made (nothing is mapped there), so including it frees the
-            // tables made on the way; after `AlreadyMapped` it must stay as it was.
-            let undo_end = match e {
-                MapError::OutOfFrames => (done + 4096).min(end),
-                _ => done,
-            };
-            let mut flush = Flush::none();
-            // Nothing this call mapped was reported to anyone, so no TLB can hold it unless
-            // a CPU walked the tables meanwhile; an undo failure (memory error) is moot.
-            let _ = self.edit_range(lin, undo_end, Edit::Unmap, alloc, &mut flush);
-            flush.ignore();
-            return Err(e);
-        }
-        Ok(Flush::none())
+        let result = self.map_in(self.root, root_level, 0, &job, &mut done, alloc);
+        (result, done)
+    }
+
+    /// After `map_range` of `[lin, end)` failed with `e` having mapped `[lin, done)`: unmaps
+    /// that and frees the tables the call created.
+    #[cold]
+    fn undo_map(&mut self, lin: u64, done: u64, end: u64, e: MapError, alloc: &mut impl FrameAllocator) {
+        // Undo what this call mapped: whole pages in [lin, done), so no split and no
+        // frame is needed. Out of frames, the page at `done` lies under the entry whose
+        // table could not be made (nothing is mapped there), so including it frees the
+        // tables made on the way; after `AlreadyMapped` it must stay as it was.
+        let undo_end = match e {
+            MapError::OutOfFrames => (done + 4096).min(end),
+            _ => done,
+        };
+        let mut flush = Flush::none();
+        // Nothing this call mapped was reported to anyone, so no TLB can hold it unless
+        // a CPU walked the tables meanwhile; an undo failure (memory error) is moot.
+        let _ = self.edit_range(lin, undo_end, Edit::Unmap, alloc, &mut flush);
+        flush.ignore();
     }
 
     /// Maps `job`'s part of the table at `level` covering `[base, base + 512 * coverage)`:
@@ -360,16 +419,7 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
                 EntryKind::Page { .. } => {
                     return Err(MapError::AlreadyMapped { addr: self.ext(e_start), level })
                 }
-                EntryKind::NotPresent => {
-                    let new = alloc.allocate_frame().ok_or(MapError::OutOfFrames)?;
-                    let t = new.start_address();
-                    if let Err(e) = self.mem.zero_frame(t) {
-                        alloc.deallocate_frame(new);
-                        return Err(e.into());
-                    }
-                    self.mem.write_entry(ea, F::table(t))?;
-                    t
-                }
+                EntryKind::NotPresent => self.new_table(ea, alloc)?,
             };
             self.map_in(child, level - 1, e_start, job, done, alloc)?;
         }
@@ -660,25 +710,61 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
         let lin = self
             .linear(addr_bits)
             .ok_or(TranslateError::BadAddress { addr: addr_bits, bits: self.width() })?;
-        let mut tables = F::TABLES_NEUTRAL;
-        let mut table = self.root;
-        let mut level = self.root_level();
-        loop {
-            let raw = self.mem.read_entry(Self::entry_addr(table, Self::index(lin, level)))?;
-            match F::decode(raw, level)? {
-                EntryKind::NotPresent => return Err(TranslateError::NotMapped { addr: addr_bits, level }),
-                EntryKind::Page { frame, size, flags } => {
-                    let flags = F::restrict(flags, tables);
-                    return Ok(Translation { frame, offset: lin & (size.bytes() - 1), size, flags });
-                }
-                EntryKind::Table(t) if level > 1 => {
-                    tables = F::fold_table(tables, raw);
-                    table = t;
-                    level -= 1;
-                }
-                // A format never decodes a level-1 entry as a table; treat it as the CPU would
-                // treat an unusable entry.
-                EntryKind::Table(_) => return Err(TranslateError::NotMapped { addr: addr_bits, level }),
+        // Unrolled: each step's level is a constant, so its index shift and the decode of
+        // its entry fold to a few instructions.
+        let mut w = Walk { table: self.root, tables: F::TABLES_NEUTRAL };
+        if self.levels == Levels::Five {
+            if let Some(t) = self.step::<5>(lin, addr_bits, &mut w)? {
+                return Ok(t);
+            }
+        }
+        if let Some(t) = self.step::<4>(lin, addr_bits, &mut w)? {
+            return Ok(t);
+        }
+        if let Some(t) = self.step::<3>(lin, addr_bits, &mut w)? {
+            return Ok(t);
+        }
+        if let Some(t) = self.step::<2>(lin, addr_bits, &mut w)? {
+            return Ok(t);
+        }
+        match self.step::<1>(lin, addr_bits, &mut w)? {
+            Some(t) => Ok(t),
+            // A format never decodes a level-1 entry as a table; treat it as the CPU would
+            // treat an unusable entry.
+            None => Err(TranslateError::NotMapped { addr: addr_bits, level: 1 }),
+        }
+    }
+
+    /// One level of [`Mapper::translate`]: the translation if the entry at `LEVEL` is a leaf,
+    /// `None` after descending into the table it points to.
+    #[inline(always)]
+    fn step<const LEVEL: u8>(
+        &self,
+        lin: u64,
+        addr_bits: u64,
+        w: &mut Walk,
+    ) -> Result<Option<Translation<F::Flags>>, TranslateError> {
+        let raw = self.mem.read_entry(Self::entry_addr(w.table, Self::index(lin, LEVEL)))?;
+        // Valid non-leaf entries skip the full decode.
+        if let Some(t) = F::next_table(raw, LEVEL) {
+            w.tables = F::fold_table(w.tables, raw);
+            w.table = t;
+            return Ok(None);
+        }
+        match F::decode(raw, LEVEL)? {
+            EntryKind::Page { frame, size, flags } => {
+                let flags = F::restrict(flags, w.tables);
+                Ok(Some(Translation { frame, offset: lin & (size.bytes() - 1), size, flags }))
+            }
+            // Not reached for formats whose `next_table` agrees with `decode` (a proptest
+            // checks it); descend all the same.
+            EntryKind::Table(t) if LEVEL > 1 => {
+                w.tables = F::fold_table(w.tables, raw);
+                w.table = t;
+                Ok(None)
+            }
+            EntryKind::NotPresent | EntryKind::Table(_) => {
+                Err(TranslateError::NotMapped { addr: addr_bits, level: LEVEL })
             }
         }
     }
@@ -711,6 +797,7 @@ impl<M: PhysMem, F: EntryFormat> Mapper<M, F> {
 
 impl<M: PhysMem> Mapper<M, X86> {
     /// Maps `page` to `frame` (both of size `S`) with `flags`.
+    #[inline]
     pub fn map<S: PageSize>(
         &mut self,
         page: Page<S>,

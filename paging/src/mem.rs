@@ -28,7 +28,8 @@ pub trait PhysMem {
     /// table concurrently sees the old or the new entry, never a mix.
     fn write_entry(&mut self, addr: PhysAddr, value: u64) -> Result<(), MemError>;
 
-    /// Zeroes the 4 KiB frame at `frame` (4 KiB aligned), for a new table.
+    /// Zeroes the 4 KiB frame at `frame` (4 KiB aligned), for a new table. The mapper calls it
+    /// only for a frame its allocator has just returned, before linking it into a table.
     #[inline]
     fn zero_frame(&mut self, frame: PhysAddr) -> Result<(), MemError> {
         for i in 0..512 {
@@ -107,8 +108,10 @@ impl PhysMem for SliceMem<'_> {
 /// Physical memory `[start, end)` visible at virtual address `physical + offset`: a kernel's
 /// direct map (offset 0 is an identity map), or a hypervisor's mapping of a running guest's RAM.
 ///
-/// Every access is one relaxed 8-byte atomic load or store, so a CPU (or vCPU) that sets the
-/// accessed and dirty bits concurrently is not a data race, and a walker never sees a torn entry.
+/// Every entry access is one relaxed 8-byte atomic load or store, so a CPU (or vCPU) that sets
+/// the accessed and dirty bits concurrently is not a data race, and a walker never sees a torn
+/// entry. Zeroing a new table is the exception: plain stores, to a frame no one else can see yet
+/// (see [`OffsetMem::new`]).
 #[derive(Debug, Clone, Copy)]
 pub struct OffsetMem {
     offset: usize,
@@ -124,6 +127,12 @@ impl OffsetMem {
     /// for 8-byte atomic reads and writes, with exposed provenance, for as long as the value
     /// (or a copy) is used; no Rust reference may cover those bytes meanwhile (other CPUs and
     /// atomic accesses are fine). Writes change translations: the caller owns the tables.
+    ///
+    /// [`PhysMem::zero_frame`] clears a frame with plain (non-atomic) stores, i.e. `memset`
+    /// with wide vector stores rather than 512 separate atomic ones: nothing else (no other
+    /// thread, no CPU walking it) may access a frame while it is being zeroed. The mapper
+    /// zeroes only frames its [`crate::FrameAllocator`] has just handed out, before linking
+    /// them, so an allocator that returns free frames (as it must anyway) is enough.
     pub const unsafe fn new(offset: usize, start: u64, end: u64) -> Self {
         OffsetMem { offset, start, end }
     }
@@ -167,12 +176,10 @@ impl PhysMem for OffsetMem {
             return Err(MemError { addr: a, len: 4096 });
         }
         let p: *mut u64 = core::ptr::with_exposed_provenance_mut(self.offset + a as usize);
-        for i in 0..512 {
-            // SAFETY: entries `a + 8 i` lie in `start..end` (checked above), so `new`'s
-            // contract makes each valid for atomic access; no reference to them exists.
-            let cell = unsafe { AtomicU64::from_ptr(p.wrapping_add(i)) };
-            cell.store(0, Ordering::Relaxed);
-        }
+        // SAFETY: the frame lies in `start..end` (checked above), so `new`'s contract makes it
+        // valid for writes with exposed provenance, and it also promises that nothing else
+        // accesses a frame being zeroed, so plain stores race with nothing.
+        unsafe { core::ptr::write_bytes(p, 0, 512) };
         Ok(())
     }
 }
