@@ -43,7 +43,7 @@ install_deps() {
   if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
   fi
-  local pkgs=(libxen-dev gcc libc6-dev ethtool iproute2 libdpdk-dev pkg-config)
+  local pkgs=(libxen-dev gcc libc6-dev ethtool iproute2 libdpdk-dev pkg-config qemu-system-x86 binutils iperf3)
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -132,6 +132,10 @@ suite miri-grant env MIRIFLAGS="-Zmiri-disable-weak-memory-emulation" \
 # multi-megabyte arithmetic tests are native-only (#[cfg_attr(miri, ignore)]).
 suite miri-offload env MIRIFLAGS="-Zmiri-disable-weak-memory-emulation" \
   cargo +"$NIGHTLY" miri test -p pvio-offload --lib --locked
+
+# paging: entry codecs, table accessors and the mapper's unit tests.
+suite miri-paging env MIRIFLAGS="-Zmiri-disable-weak-memory-emulation" \
+  cargo +"$NIGHTLY" miri test -p pvio-paging --lib --locked
 
 # Every fuzz target for a short run; the corpus replay runs in `tests` above.
 if [ -d fuzz/fuzz_targets ]; then
