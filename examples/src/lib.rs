@@ -15,4 +15,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod afpacket;
+pub mod handshake;
 pub mod ring_demo;
+pub mod tap;
