@@ -456,11 +456,7 @@ fn sockaddr(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
 }
 
 /// Waits for `events` on `fd`; returns the revents, or 0 on timeout.
-pub(crate) fn poll_one(
-    fd: RawFd,
-    events: libc::c_short,
-    timeout: Option<Duration>,
-) -> io::Result<libc::c_short> {
+pub fn poll_one(fd: RawFd, events: libc::c_short, timeout: Option<Duration>) -> io::Result<libc::c_short> {
     let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
     let mut pfd = libc::pollfd { fd, events, revents: 0 };
     loop {

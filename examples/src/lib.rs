@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod afpacket;
+pub mod daemon;
 pub mod handshake;
 pub mod ring_demo;
 pub mod tap;
