@@ -18,5 +18,6 @@
 pub mod afpacket;
 pub mod daemon;
 pub mod handshake;
+pub mod net;
 pub mod ring_demo;
 pub mod tap;
