@@ -9,15 +9,17 @@
 //! ```text
 //! netback                                   netfront
 //!   ── hello     (version, feature-*) ───────►
-//!   ◄─ connect   (version, feature-*, tx-ring-ref, rx-ring-ref, ..., + fds) ──
+//!   ◄─ connect   (version, feature-*, tx-ring-frame, rx-ring-frame, ..., + 3 fds) ──
 //!   ── connected (version, negotiated feature-*) ──► | error (reason) and close
 //! ```
 //!
 //! Each message is text, one `key=value` per line after a `pvio-netif` magic line, at most
 //! [`MAX_MESSAGE`] bytes, in one datagram (so a message is never split or merged). Keys are
 //! the xenstore ones (`feature-sg`, `feature-gso-tcpv4`, `feature-gso-tcpv6`,
-//! `feature-rx-copy`, `feature-no-csum-offload`, `feature-ipv6-csum-offload`, `tx-ring-ref`,
-//! `rx-ring-ref`, `mac`). Every message names its `version`; a peer of another version is
+//! `feature-rx-copy`, `feature-no-csum-offload`, `feature-ipv6-csum-offload`, `mac`); where
+//! Xen names the ring pages by grant reference (`tx-ring-ref`), pvio names them by frame of
+//! the shared region (`tx-ring-frame`), since the back end maps the whole region the way the
+//! hypervisor would map the ring grants for it. Every message names its `version`; a peer of another version is
 //! refused with [`HandshakeError::VersionMismatch`] (and told why). A message from the peer is
 //! untrusted input: anything that is not exactly the grammar — bad UTF-8, a line without `=`,
 //! a key given twice, a number that does not parse, a missing key, too many descriptors — is a
@@ -133,12 +135,14 @@ pub struct Connect {
     pub features: Features,
     /// Size of the guest memory memfd in 4 KiB frames (`mem-frames`).
     pub mem_frames: u32,
-    /// Number of grant-table entries, in the grant-table memfd (`grant-entries`).
+    /// Frame of the transmit ring's page (`tx-ring-frame`).
+    pub tx_ring_frame: u32,
+    /// Frame of the receive ring's page (`rx-ring-frame`).
+    pub rx_ring_frame: u32,
+    /// First frame of the grant table (`grant-table-frame`).
+    pub grant_table_frame: u32,
+    /// Number of grant-table entries (`grant-entries`).
     pub grant_entries: u32,
-    /// Grant reference of the transmit ring's page (`tx-ring-ref`).
-    pub tx_ring_ref: u32,
-    /// Grant reference of the receive ring's page (`rx-ring-ref`).
-    pub rx_ring_ref: u32,
     /// The guest's domain id, as the broker knows it (`domid`).
     pub domid: u16,
     /// The front end's MAC address (`mac`, `aa:bb:cc:dd:ee:ff`).
@@ -148,10 +152,8 @@ pub struct Connect {
 /// The descriptors that travel with `connect`.
 #[derive(Debug)]
 pub struct ConnectFds {
-    /// The guest memory memfd.
+    /// The guest memory memfd (rings, grant table and buffers).
     pub mem: OwnedFd,
-    /// The grant-table memfd.
-    pub grant_table: OwnedFd,
     /// The eventfd the front end kicks to wake the back end (`event-channel`, front to back).
     pub to_back: OwnedFd,
     /// The eventfd the back end kicks to wake the front end.
@@ -166,7 +168,7 @@ pub enum Message {
         /// The back end's features.
         features: Features,
     },
-    /// Front to back: what the front end can do and where its rings are (plus 4 fds).
+    /// Front to back: what the front end can do and where its rings are (plus 3 fds).
     Connect(Connect),
     /// Back to front: the back end attached; the features in force.
     Connected {
@@ -288,12 +290,13 @@ impl Message {
                 let m = c.mac;
                 let _ = write!(
                     s,
-                    "mem-frames={}\ngrant-entries={}\ntx-ring-ref={}\nrx-ring-ref={}\ndomid={}\n\
-                     mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\n",
+                    "mem-frames={}\ntx-ring-frame={}\nrx-ring-frame={}\ngrant-table-frame={}\n\
+                     grant-entries={}\ndomid={}\nmac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\n",
                     c.mem_frames,
+                    c.tx_ring_frame,
+                    c.rx_ring_frame,
+                    c.grant_table_frame,
                     c.grant_entries,
-                    c.tx_ring_ref,
-                    c.rx_ring_ref,
                     c.domid,
                     m[0],
                     m[1],
@@ -346,9 +349,10 @@ impl Message {
             "connect" => Message::Connect(Connect {
                 features: kv.features()?,
                 mem_frames: kv.num("mem-frames")?,
+                tx_ring_frame: kv.num("tx-ring-frame")?,
+                rx_ring_frame: kv.num("rx-ring-frame")?,
+                grant_table_frame: kv.num("grant-table-frame")?,
                 grant_entries: kv.num("grant-entries")?,
-                tx_ring_ref: kv.num("tx-ring-ref")?,
-                rx_ring_ref: kv.num("rx-ring-ref")?,
                 domid: kv.num("domid")?,
                 mac: kv.mac("mac")?,
             }),
@@ -722,7 +726,7 @@ fn expect_type(msg: Message, expected: &'static str) -> Result<Message, Handshak
     }
 }
 
-/// The back end's half: advertise `ours`, receive `connect` and its four descriptors,
+/// The back end's half: advertise `ours`, receive `connect` and its three descriptors,
 /// negotiate, confirm. On any failure the front end is told why (best effort) before the
 /// error is returned.
 pub fn back_handshake(
@@ -735,13 +739,13 @@ pub fn back_handshake(
         let Message::Connect(connect) = expect_type(msg, "connect")? else {
             unreachable!("expect_type checked the type")
         };
-        if fds.len() != 4 {
-            return Err(HandshakeError::WrongFdCount { msg: "connect", expected: 4, got: fds.len() });
+        if fds.len() != 3 {
+            return Err(HandshakeError::WrongFdCount { msg: "connect", expected: 3, got: fds.len() });
         }
         let mut it = fds.into_iter();
         let mut next =
-            || it.next().ok_or(HandshakeError::WrongFdCount { msg: "connect", expected: 4, got: 0 });
-        let fds = ConnectFds { mem: next()?, grant_table: next()?, to_back: next()?, to_front: next()? };
+            || it.next().ok_or(HandshakeError::WrongFdCount { msg: "connect", expected: 3, got: 0 });
+        let fds = ConnectFds { mem: next()?, to_back: next()?, to_front: next()? };
         let negotiated = negotiate(ours, connect.features)?;
         Ok((connect, fds, negotiated))
     };
@@ -768,7 +772,7 @@ pub fn back_confirm(chan: &Channel, negotiated: &Negotiated) -> Result<(), Hands
 pub fn front_handshake(
     chan: &Channel,
     connect: &Connect,
-    fds: [BorrowedFd<'_>; 4],
+    fds: [BorrowedFd<'_>; 3],
 ) -> Result<Negotiated, HandshakeError> {
     let run = || -> Result<Negotiated, HandshakeError> {
         let (msg, extra) = chan.recv(Some(STEP_TIMEOUT))?;
@@ -818,16 +822,17 @@ mod tests {
         Connect {
             features,
             mem_frames: 1024,
-            grant_entries: 512,
-            tx_ring_ref: 3,
-            rx_ring_ref: 4,
+            tx_ring_frame: 0,
+            rx_ring_frame: 1,
+            grant_table_frame: 2,
+            grant_entries: 1024,
             domid: 1,
             mac: [0x02, 0, 0, 0xab, 0xcd, 0xef],
         }
     }
 
-    fn four_fds() -> Vec<OwnedFd> {
-        (0..4).map(|_| std::fs::File::open("/dev/null").unwrap().into()).collect()
+    fn three_fds() -> Vec<OwnedFd> {
+        (0..3).map(|_| std::fs::File::open("/dev/null").unwrap().into()).collect()
     }
 
     #[test]
@@ -844,7 +849,8 @@ mod tests {
         let text = Message::Connect(connect(ALL)).encode();
         assert!(text.starts_with("pvio-netif\nversion=1\ntype=connect\nfeature-sg=1\n"), "{text}");
         assert!(
-            text.contains("\ntx-ring-ref=3\nrx-ring-ref=4\n") && text.contains("mac=02:00:00:ab:cd:ef\n")
+            text.contains("\ntx-ring-frame=0\nrx-ring-frame=1\ngrant-table-frame=2\n")
+                && text.contains("mac=02:00:00:ab:cd:ef\n")
         );
     }
 
@@ -859,8 +865,8 @@ mod tests {
         // Across the socket: a version-2 back end; the front end refuses and says why.
         let (back, front) = Channel::pair().unwrap();
         back.send_raw(two.as_bytes(), &[]).unwrap();
-        let fds = four_fds();
-        let err = front_handshake(&front, &connect(ALL), [0, 1, 2, 3].map(|i| fds[i].as_fd())).unwrap_err();
+        let fds = three_fds();
+        let err = front_handshake(&front, &connect(ALL), [0, 1, 2].map(|i| fds[i].as_fd())).unwrap_err();
         assert!(matches!(err, HandshakeError::VersionMismatch { ours: 1, theirs: 2 }), "{err}");
         let (reply, _) = back.recv(Some(Duration::from_secs(1))).unwrap();
         match reply {
@@ -890,8 +896,8 @@ mod tests {
             HandshakeError::BadValue { key: "feature-sg", .. }
         ));
         let c = Message::Connect(connect(ALL)).encode();
-        let wild = c.replace("tx-ring-ref=3", "tx-ring-ref=99999999999");
-        assert!(matches!(d(wild.as_bytes()), HandshakeError::BadValue { key: "tx-ring-ref", .. }));
+        let wild = c.replace("tx-ring-frame=0", "tx-ring-frame=99999999999");
+        assert!(matches!(d(wild.as_bytes()), HandshakeError::BadValue { key: "tx-ring-frame", .. }));
         let no_mac = c.replace("mac=02:00:00:ab:cd:ef\n", "");
         assert!(matches!(d(no_mac.as_bytes()), HandshakeError::MissingKey("mac")));
         let bad_mac = c.replace("mac=02:00:00:ab:cd:ef", "mac=02:00:00:ab:cd");
@@ -928,20 +934,19 @@ mod tests {
     }
 
     #[test]
-    fn full_handshake_passes_four_descriptors_that_work() {
+    fn full_handshake_passes_three_descriptors_that_work() {
         let (back, front) = Channel::pair().unwrap();
         let mem = pvio_ring::MemfdRegion::new("hs-test", 4096).unwrap();
         mem.mem().write_bytes(100, b"shared").unwrap();
         let ev_b = pvio_ring::EventFd::new().unwrap();
         let ev_f = pvio_ring::EventFd::new().unwrap();
-        let gnt = pvio_ring::MemfdRegion::new("hs-gnt", 4096).unwrap();
         let c = connect(ALL - Features::GSO_TCPV6);
         let t = std::thread::spawn(move || {
             let (got, fds, n) = back_handshake(&back, ALL).unwrap();
             back_confirm(&back, &n).unwrap();
             (got, fds, n, back)
         });
-        let n = front_handshake(&front, &c, [mem.as_fd(), gnt.as_fd(), ev_b.as_fd(), ev_f.as_fd()]).unwrap();
+        let n = front_handshake(&front, &c, [mem.as_fd(), ev_b.as_fd(), ev_f.as_fd()]).unwrap();
         let (got, fds, n_back, back) = t.join().unwrap();
         assert_eq!(got, c);
         assert_eq!(n, n_back);
@@ -968,7 +973,7 @@ mod tests {
         assert_eq!(hello, Message::Hello { features: ALL });
         front.send(&Message::Connect(connect(ALL)), &[]).unwrap();
         let err = t.join().unwrap().unwrap_err();
-        assert!(matches!(err, HandshakeError::WrongFdCount { expected: 4, got: 0, .. }), "{err}");
+        assert!(matches!(err, HandshakeError::WrongFdCount { expected: 3, got: 0, .. }), "{err}");
         let (reply, _) = front.recv(Some(Duration::from_secs(1))).unwrap();
         assert!(matches!(reply, Message::Error { reason } if reason.contains("descriptors")));
     }
@@ -978,7 +983,7 @@ mod tests {
         let (back, front) = Channel::pair().unwrap();
         let t = std::thread::spawn(move || back_handshake(&back, ALL).map(|_| ()));
         front.recv(Some(Duration::from_secs(5))).unwrap();
-        let fds = four_fds();
+        let fds = three_fds();
         let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
         front.send_raw(b"pvio-netif\nversion=1\ntype=connect\nfeature-sg=1\n", &borrowed).unwrap();
         let err = t.join().unwrap().unwrap_err();
@@ -992,7 +997,7 @@ mod tests {
         // SAFETY: as above.
         let space3 = unsafe { libc::CMSG_SPACE(12) } as usize;
         assert_eq!(len0, CMSG_HDR);
-        let devnull: Vec<OwnedFd> = four_fds();
+        let devnull: Vec<OwnedFd> = three_fds();
         let three: Vec<_> = devnull.iter().take(3).map(|f| f.as_fd()).collect();
         assert_eq!(FdCmsg::new(&three).space(), space3);
         assert_eq!(std::mem::offset_of!(FdCmsg, fds), CMSG_HDR);
