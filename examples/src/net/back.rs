@@ -210,6 +210,14 @@ pub struct VifConfig<'a, K> {
     pub notify: K,
     /// Page flipping service, for [`RxDelivery::Flip`].
     pub flipper: Option<&'a PageFlipper>,
+    /// The I/O-virtual address at which the device sees the guest's frame 0
+    /// ([`PayloadRef::iova`] is this plus the frame's offset). A back end whose device is
+    /// the kernel (TAP, AF_PACKET) passes the address of its own mapping of `mem`, so that an
+    /// iova is a pointer usable in an iovec ("identity IOMMU").
+    pub iova_base: u64,
+    /// Whether the guest takes TCP GSO super-frames on receive (`feature-gso-tcpv4`/`v6`);
+    /// if not, super-frames are segmented in software before delivery.
+    pub rx_gso: bool,
 }
 
 /// Whether a vif is served.
@@ -247,6 +255,7 @@ struct Vif<'a, K> {
     memfd: Option<BorrowedFd<'a>>,
     notify: K,
     flipper: Option<&'a PageFlipper>,
+    rx_gso: bool,
     tx: BackRing<'a, NetifTxRequest, NetifTxResponse>,
     rx: BackRing<'a, NetifRxRequest, NetifRxResponse>,
     state: VifState,
@@ -396,10 +405,7 @@ where
         let tx_page = layout::tx_ring(&cfg.mem).map_err(RingError::from)?;
         let rx_page = layout::rx_ring(&cfg.mem).map_err(RingError::from)?;
         let table = layout::gnttab(&cfg.mem).map_err(RingError::from)?;
-        self.engine
-            .broker
-            .register(cfg.domid, cfg.mem.clone(), table, 0x1_0000_0000 * u64::from(cfg.domid.0))
-            .map_err(grant)?;
+        self.engine.broker.register(cfg.domid, cfg.mem.clone(), table, cfg.iova_base).map_err(grant)?;
         self.vifs.push(Vif {
             domid: cfg.domid,
             mac: cfg.mac,
@@ -407,6 +413,7 @@ where
             memfd: cfg.memfd,
             notify: cfg.notify,
             flipper: cfg.flipper,
+            rx_gso: cfg.rx_gso,
             tx: BackRing::new(tx_page)?,
             rx: BackRing::new(rx_page)?,
             state: VifState::Connected,
@@ -428,6 +435,18 @@ where
     /// The NIC.
     pub fn nic(&self) -> &N {
         &self.engine.nic
+    }
+
+    /// Stops serving vif `i` (its peer went away): its rings are no longer touched.
+    pub fn disconnect(&mut self, i: usize, reason: BackError) {
+        if let Some(v) = self.vifs.get_mut(i) {
+            v.fail(reason);
+        }
+    }
+
+    /// Takes the NIC back (to serve a new peer with a new `NetBack`).
+    pub fn into_nic(self) -> N {
+        self.engine.nic
     }
 
     /// The NIC, mutably.
@@ -885,12 +904,56 @@ fn sub_refs<'g>(
     }
 }
 
-/// Delivers one frame (or super-frame) to the vif it is addressed to, by grant copy into
-/// that vif's posted buffers. A frame for no vif, or for one without enough buffers, is
-/// dropped (and counted).
+/// Delivers one frame (or super-frame) to the vif it is addressed to — or, for a group
+/// address (broadcast, multicast), to every connected vif, as the bridge in front of a Xen vif
+/// does. A frame for no vif, or for one without enough buffers, is dropped (and counted).
 fn deliver<K>(me: DomId, broker: &mut Broker<'_>, vifs: &mut [Vif<'_, K>], frame: &[u8], meta: &OffloadMeta) {
     let Some(dst) = frame.get(..6) else { return };
-    let Some(vif) = vifs.iter_mut().find(|v| v.connected() && v.mac == dst) else { return };
+    let group = dst[0] & 1 != 0;
+    for vif in vifs.iter_mut().filter(|v| v.connected() && (group || v.mac == dst)) {
+        if meta.gso_kind != GsoKind::None && !vif.rx_gso {
+            deliver_segmented(me, broker, vif, frame, meta);
+        } else {
+            deliver_one(me, broker, vif, frame, meta);
+        }
+        if !group {
+            break;
+        }
+    }
+}
+
+/// Segments a super-frame in software for a vif that does not take them, and delivers each
+/// segment. A super-frame whose metadata does not validate is dropped.
+fn deliver_segmented<K>(
+    me: DomId,
+    broker: &mut Broker<'_>,
+    vif: &mut Vif<'_, K>,
+    frame: &[u8],
+    meta: &OffloadMeta,
+) {
+    let Ok(valid) = meta.validate(frame) else {
+        vif.stats.rx_dropped += 1;
+        return;
+    };
+    let Ok(seg) = Segmenter::new(frame, &valid, ChecksumMode::Full) else {
+        vif.stats.rx_dropped += 1;
+        return;
+    };
+    let mut buf = vec![0u8; MAX_HEADER_LEN + usize::from(valid.meta().gso_size)];
+    for s in seg {
+        let Ok(n) = s.write_to(frame, &mut buf) else { break };
+        let m = OffloadMeta { csum: ChecksumState::Validated, ..OffloadMeta::NONE };
+        deliver_one(me, broker, vif, &buf[..n], &m);
+    }
+}
+
+fn deliver_one<K>(
+    me: DomId,
+    broker: &mut Broker<'_>,
+    vif: &mut Vif<'_, K>,
+    frame: &[u8],
+    meta: &OffloadMeta,
+) {
     let gso = match meta.gso_kind {
         GsoKind::TcpV4 => Some(gso_type::TCPV4),
         GsoKind::TcpV6 => Some(gso_type::TCPV6),

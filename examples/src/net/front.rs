@@ -11,7 +11,7 @@
 //! length must fit its page, and a malformed response is a [`FrontError`].
 
 use pvio_grant::{DomId, Frame, GrantError, GrantRef, GrantTable, PAGE_SIZE};
-use pvio_offload::{ChecksumState, GsoKind, MetaError, OffloadMeta};
+use pvio_offload::{parse, ChecksumState, GsoKind, MetaError, OffloadMeta, L4};
 use pvio_ring::xen::netif::{
     netif_rsp, netrxf, nettxf, Extra, NetifExtraInfo, NetifRxRequest, NetifRxResponse, NetifTxRequest,
     NetifTxResponse,
@@ -120,6 +120,18 @@ impl std::fmt::Debug for NetFront<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NetFront").field("stats", &self.stats).finish()
     }
+}
+
+/// `NETRXF_csum_blank`: the transport checksum field holds the pseudo-header sum; where it
+/// is, from the packet's headers.
+fn partial_csum(frame: &[u8]) -> Option<ChecksumState> {
+    let layout = parse(frame).ok()?;
+    let offset = match layout.l4 {
+        L4::Tcp => 16,
+        L4::Udp => 6,
+        _ => return None,
+    };
+    Some(ChecksumState::Partial { start: u16::try_from(layout.l4_offset).ok()?, offset })
 }
 
 fn tx_frame(page: u16) -> Frame {
@@ -334,6 +346,7 @@ impl<'a> NetFront<'a> {
         }
         let mut meta = OffloadMeta::NONE;
         let mut first = true;
+        let mut csum_blank = false;
         loop {
             let slot = self.rx.rsp_cons();
             let Some(rsp) = self.rx.pop_response()? else { return Err(FrontError::RxChain) };
@@ -353,7 +366,7 @@ impl<'a> NetFront<'a> {
             if first {
                 first = false;
                 if flags & netrxf::CSUM_BLANK != 0 {
-                    meta.csum = ChecksumState::Validated;
+                    csum_blank = true;
                 } else if flags & netrxf::DATA_VALIDATED != 0 {
                     meta.csum = ChecksumState::Validated;
                 }
@@ -379,9 +392,11 @@ impl<'a> NetFront<'a> {
                 break;
             }
         }
+        if csum_blank {
+            meta.csum = partial_csum(out).ok_or(FrontError::RxChain)?;
+        }
         self.stats.rx_packets += 1;
         self.stats.rx_bytes += out.len() as u64;
-        self.pending = self.pending.or(Notify::from_needed(false));
         Ok(Some(RxPacket { len: out.len(), meta }))
     }
 

@@ -140,14 +140,13 @@ impl GuestMemory {
         let addr = raw.as_ptr() as usize;
         let aligned = addr.next_multiple_of(HUGE_PAGE_SIZE);
         let head = aligned - addr;
-        // SAFETY: unmapping the unaligned head and the tail of the mapping made just above,
-        // which nothing references.
-        unsafe {
-            if head > 0 {
-                libc::munmap(raw.as_ptr().cast(), head);
-            }
-            libc::munmap((aligned + len) as *mut libc::c_void, whole - head - len);
+        if head > 0 {
+            // SAFETY: unmapping the unaligned head of the mapping made just above, which
+            // nothing references.
+            unsafe { libc::munmap(raw.as_ptr().cast(), head) };
         }
+        // SAFETY: as above, for the tail beyond the aligned region.
+        unsafe { libc::munmap((aligned + len) as *mut libc::c_void, whole - head - len) };
         let base = NonNull::new(aligned as *mut u8).ok_or("null mapping")?;
         let mut m = GuestMemory { fd: None, base, len, backing: Backing::Thp { huge_bytes: 0 } };
         // SAFETY: advice on a mapping we own; it changes no contents.
