@@ -51,6 +51,26 @@ impl TapOffloads {
     pub const TCP: TapOffloads =
         TapOffloads::CSUM.union(TapOffloads::TSO4).union(TapOffloads::TSO6).union(TapOffloads::TSO_ECN);
 
+    /// What a TAP device may use once netfront and netback agreed on `n`: partial checksums
+    /// if checksum offload is on, super-frames of the kinds the guest takes. Set on both ends'
+    /// devices, it keeps the kernels from producing anything the other end did not ask for.
+    pub fn from_negotiated(n: &crate::handshake::Negotiated) -> TapOffloads {
+        let mut o = TapOffloads::empty();
+        if n.csum_offload || n.ipv6_csum_offload {
+            o |= TapOffloads::CSUM;
+        }
+        if n.gso_tcpv4 {
+            o |= TapOffloads::TSO4;
+        }
+        if n.gso_tcpv6 {
+            o |= TapOffloads::TSO6;
+        }
+        if n.gso_tcpv4 || n.gso_tcpv6 {
+            o |= TapOffloads::TSO_ECN;
+        }
+        o
+    }
+
     /// Whether the kernel would refuse this set (`TSO*`/`USO*` without `CSUM` is `EINVAL`).
     pub fn is_consistent(self) -> bool {
         self.contains(TapOffloads::CSUM) || self.is_empty()
@@ -144,6 +164,23 @@ impl Tap {
     /// The interface name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The device's MAC address (`SIOCGIFHWADDR`), as the kernel on this side uses it.
+    pub fn mac(&self) -> io::Result<[u8; 6]> {
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"))?;
+        // SAFETY: all-zero is a valid `ifreq`.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (d, s) in req.ifr_name.iter_mut().zip(self.name.as_bytes()) {
+            *d = *s as libc::c_char;
+        }
+        // SAFETY: SIOCGIFHWADDR reads the name and writes `ifr_hwaddr` of the `ifreq` we
+        // pass; the socket is open (any socket of the device's namespace will do).
+        let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &raw mut req) };
+        check(ret, "SIOCGIFHWADDR")?;
+        // SAFETY: the ioctl succeeded, so the union holds `ifru_hwaddr`.
+        let data = unsafe { req.ifr_ifru.ifru_hwaddr }.sa_data;
+        Ok(std::array::from_fn(|i| data[i] as u8))
     }
 
     /// Switches non-blocking mode (for use with `poll`).
