@@ -19,5 +19,6 @@ pub mod afpacket;
 pub mod daemon;
 pub mod handshake;
 pub mod net;
+pub mod netpair;
 pub mod ring_demo;
 pub mod tap;

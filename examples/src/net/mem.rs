@@ -198,6 +198,12 @@ impl GuestMemory {
         self.len
     }
 
+    /// The mapping's address in this process: what a back end whose device is the kernel
+    /// (TAP, AF_PACKET) registers as the IOVA base, so that an iova is usable in an iovec.
+    pub fn addr(&self) -> u64 {
+        self.base.as_ptr() as u64
+    }
+
     /// Always `false`: a region has at least one page.
     pub fn is_empty(&self) -> bool {
         self.len == 0
