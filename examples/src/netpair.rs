@@ -183,6 +183,9 @@ pub struct Phase {
     pub gaps: u64,
     /// Events the guest and the back end sent each other.
     pub events: u64,
+    /// Waits (either side) that ended by their 5 ms timeout instead of an event: with work
+    /// pending, each is a wake-up the notification protocol failed to deliver.
+    pub timeouts: u64,
 }
 
 impl Phase {
@@ -296,6 +299,8 @@ fn rx_flow(i: u16) -> FlowId {
 struct Live {
     rx_bytes: AtomicU64,
     rx_packets: AtomicU64,
+    /// Waits that ended by timeout rather than by an event.
+    timeouts: AtomicU64,
     stop: AtomicBool,
 }
 
@@ -330,7 +335,7 @@ fn run_phase(
     if let Some(f) = &flipper {
         front = front.with_flipper(f);
     }
-    let opts = BackOptions { gro: cfg.gro, tx_payload: cfg.tx_payload, rx: cfg.rx, budget: 64 };
+    let opts = BackOptions { gro: cfg.gro, tx_payload: cfg.tx_payload, rx: cfg.rx, ..BackOptions::default() };
     let mut back = NetBack::new(BACKEND, nic, opts);
     back.connect(VifConfig {
         domid: GUEST,
@@ -355,7 +360,9 @@ fn run_phase(
                     return Err(e.to_string());
                 }
                 if !(w.any() || back.prepare_to_wait() || dir == Direction::Rx && back.rx_ready()) {
-                    to_back.wait(Some(WAIT)).map_err(|e| e.to_string())?;
+                    if !to_back.wait(Some(WAIT)).map_err(|e| e.to_string())? {
+                        live.timeouts.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             Ok(back.vif_stats(0).unwrap_or_default())
@@ -418,6 +425,7 @@ fn run_phase(
     let (checker, guest_events) =
         guest_result.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or_default();
     phase.events = vif.events + guest_events;
+    phase.timeouts = live.timeouts.load(Ordering::Relaxed);
     match dir {
         Direction::Tx => {
             phase.invalid = nic_stats.tx_invalid.load(Ordering::Relaxed);
@@ -469,7 +477,9 @@ fn guest_tx(
         }
         kick(front, to_back)?;
         if sent == 0 && !front.final_check_tx().map_err(|e| e.to_string())? {
-            to_guest.wait(Some(WAIT)).map_err(|e| e.to_string())?;
+            if !to_guest.wait(Some(WAIT)).map_err(|e| e.to_string())? {
+                live.timeouts.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
     Ok(StreamChecker::new())
@@ -492,7 +502,7 @@ fn guest_rx(
             let Some(p) = front.receive(&mut buf).map_err(|e| e.to_string())? else { break };
             let csum = if p.meta.csum == ChecksumState::None { RxCsum::Unknown } else { RxCsum::Verified };
             let gso = (p.meta.gso_size > 0).then_some(p.meta.gso_size);
-            let _ = checker.check(&buf, csum, gso);
+            let _ = checker.check(&buf[..p.len], csum, gso);
             got += 1;
         }
         live.rx_bytes.store(checker.bytes, Ordering::Relaxed);
@@ -501,7 +511,9 @@ fn guest_rx(
             front.post_rx().map_err(|e| e.to_string())?;
             kick(front, to_back)?;
             if !front.final_check_rx().map_err(|e| e.to_string())? {
-                to_guest.wait(Some(WAIT)).map_err(|e| e.to_string())?;
+                if !to_guest.wait(Some(WAIT)).map_err(|e| e.to_string())? {
+                    live.timeouts.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -562,7 +574,7 @@ pub fn table(rows: &[Row]) -> String {
         "ratio",
         "invalid"
     );
-    let _ = writeln!(s, "{}", "-".repeat(138));
+    let _ = writeln!(s, "{}", "-".repeat(148));
     for r in rows {
         if let Some(why) = &r.skipped {
             let _ = writeln!(s, "{:<8} {:<40} | skipped: {why}", r.config.name, r.config.what);
@@ -570,7 +582,7 @@ pub fn table(rows: &[Row]) -> String {
         }
         let _ = writeln!(
             s,
-            "{:<8} {:<40} | {:>9.2} {:>8.3} {:>8.3} {:>6} | {:>9.2} {:>8.3} {:>8.3} {:>6} | {:>7}",
+            "{:<8} {:<40} | {:>9.2} {:>8.3} {:>8.3} {:>6} | {:>9.2} {:>8.3} {:>8.3} {:>6} | {:>7} {:>9}",
             r.config.name,
             r.config.what,
             r.tx.gbps(),
@@ -582,6 +594,7 @@ pub fn table(rows: &[Row]) -> String {
             r.rx.cpu_per_gb(),
             ratio(r.rx.gbps(), opt.map(|o| o.rx.gbps())),
             r.tx.invalid + r.rx.invalid,
+            format!("{}/{}", r.tx.timeouts, r.rx.timeouts),
         );
     }
     for r in rows.iter().filter(|r| r.skipped.is_none()) {

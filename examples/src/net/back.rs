@@ -187,11 +187,20 @@ pub struct BackOptions {
     pub rx: RxDelivery,
     /// Packets per vif and direction per [`NetBack::poll`].
     pub budget: usize,
+    /// Frames taken from the NIC per [`NetBack::poll`] (GRO coalesces within one round, so
+    /// this bounds super-frames: 44 MTU segments make a 64 KiB one).
+    pub rx_budget: usize,
 }
 
 impl Default for BackOptions {
     fn default() -> Self {
-        BackOptions { gro: true, tx_payload: TxPayload::Reference, rx: RxDelivery::Copy, budget: 64 }
+        BackOptions {
+            gro: true,
+            tx_payload: TxPayload::Reference,
+            rx: RxDelivery::Copy,
+            budget: 64,
+            rx_budget: 256,
+        }
     }
 }
 
@@ -455,7 +464,7 @@ where
     }
 
     /// One round of work: up to `budget` packets from each vif's transmit ring, up to
-    /// `budget` frames from the NIC into the vifs; then responses are published and guests
+    /// `rx_budget` frames from the NIC into the vifs; then responses are published and guests
     /// notified as they asked.
     pub fn poll(&mut self) -> Result<Work, PollError<N::Error>> {
         let mut work = Work::default();
@@ -494,10 +503,10 @@ where
                 Ok(p) => pending |= p,
                 Err(e) => vif.fail(e.into()),
             }
-            match vif.rx.final_check_for_requests() {
-                // Buffers are posted: work if the NIC has frames (the caller knows).
-                Ok(_) => {}
-                Err(e) => vif.fail(e.into()),
+            // Ask for an event as soon as the guest posts more buffers, unless a whole
+            // packet's worth is already there (then `rx_ready` says so).
+            if let Err(e) = vif.rx.final_check_for_requests_at_least(MAX_RX_SLOTS as u32) {
+                vif.fail(e.into());
             }
         }
         pending
@@ -782,7 +791,7 @@ impl<'a, N: Nic> Engine<'a, N> {
         let me = *me;
         let mut gro = if opts.gro { GroTable::<GRO_FLOWS>::new(gro_buf).ok() } else { None };
         let mut received = 0;
-        while received < opts.budget {
+        while received < opts.rx_budget {
             // Pull only while some vif could take everything GRO holds plus this frame.
             let held = gro.as_ref().map_or(0, |g| g.held());
             if !vifs.iter_mut().any(|v| v.connected() && v.rx_space() >= (held + 1) * MAX_RX_SLOTS) {
@@ -810,7 +819,7 @@ impl<'a, N: Nic> Engine<'a, N> {
             return Ok(0);
         };
         let mut received = 0;
-        while received < self.opts.budget && vif.connected() && vif.rx_space() > 0 {
+        while received < self.opts.rx_budget && vif.connected() && vif.rx_space() > 0 {
             // The pool page that goes with the request about to be consumed: reused only
             // after the guest consumed this response and posted a new request in its slot.
             let page = vif.rx.req_cons() as usize % flipper.pool_pages();

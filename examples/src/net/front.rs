@@ -338,15 +338,17 @@ impl<'a> NetFront<'a> {
         Ok(())
     }
 
-    /// Receives the next packet into `out` (cleared first), if a whole one has arrived.
+    /// Receives the next packet into `out[..len]` (the returned [`RxPacket::len`]), if a whole
+    /// one has arrived. `out` is grown as needed and never shrunk, so a buffer reused across
+    /// calls is zero-filled at most once.
     pub fn receive(&mut self, out: &mut Vec<u8>) -> Result<Option<RxPacket>, FrontError> {
-        out.clear();
         if self.rx.unconsumed_responses()? == 0 {
             return Ok(None);
         }
         let mut meta = OffloadMeta::NONE;
         let mut first = true;
         let mut csum_blank = false;
+        let mut len = 0usize;
         loop {
             let slot = self.rx.rsp_cons();
             let Some(rsp) = self.rx.pop_response()? else { return Err(FrontError::RxChain) };
@@ -354,10 +356,13 @@ impl<'a> NetFront<'a> {
             let (offset, status, flags) = (rsp.offset.get(), rsp.status.get(), rsp.flags.get());
             let ok = status >= 0 && usize::from(offset) + status as usize <= PAGE_SIZE;
             if ok {
-                let at = out.len();
-                out.resize(at + status as usize, 0);
+                let end = len + status as usize;
+                if out.len() < end {
+                    out.resize(end, 0);
+                }
                 let base = rx_frame(b.page).offset() as usize + usize::from(offset);
-                self.mem.read_bytes(base, &mut out[at..]).map_err(RingError::from)?;
+                self.mem.read_bytes(base, &mut out[len..end]).map_err(RingError::from)?;
+                len = end;
             }
             self.release_rx(b)?;
             if !ok {
@@ -393,11 +398,11 @@ impl<'a> NetFront<'a> {
             }
         }
         if csum_blank {
-            meta.csum = partial_csum(out).ok_or(FrontError::RxChain)?;
+            meta.csum = partial_csum(&out[..len]).ok_or(FrontError::RxChain)?;
         }
         self.stats.rx_packets += 1;
-        self.stats.rx_bytes += out.len() as u64;
-        Ok(Some(RxPacket { len: out.len(), meta }))
+        self.stats.rx_bytes += len as u64;
+        Ok(Some(RxPacket { len, meta }))
     }
 
     /// Before sleeping in a transmit loop: `true` if transmit responses are pending.
