@@ -168,19 +168,43 @@ impl Tap {
 
     /// The device's MAC address (`SIOCGIFHWADDR`), as the kernel on this side uses it.
     pub fn mac(&self) -> io::Result<[u8; 6]> {
-        let sock = std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"))?;
+        let mut req = self.ifreq();
+        self.hwaddr_ioctl(libc::SIOCGIFHWADDR, &mut req, "SIOCGIFHWADDR")?;
+        // SAFETY: the ioctl succeeded, so the union holds `ifru_hwaddr`.
+        let data = unsafe { req.ifr_ifru.ifru_hwaddr }.sa_data;
+        Ok(std::array::from_fn(|i| data[i] as u8))
+    }
+
+    /// Sets the device's MAC address (`SIOCSIFHWADDR`; the device must be down, as it is
+    /// until someone brings it up).
+    pub fn set_mac(&self, mac: [u8; 6]) -> io::Result<()> {
+        let mut req = self.ifreq();
+        // SAFETY: all-zero is a valid `sockaddr`.
+        let mut addr: libc::sockaddr = unsafe { std::mem::zeroed() };
+        addr.sa_family = libc::ARPHRD_ETHER;
+        for (d, s) in addr.sa_data.iter_mut().zip(mac) {
+            *d = s as libc::c_char;
+        }
+        req.ifr_ifru.ifru_hwaddr = addr;
+        self.hwaddr_ioctl(libc::SIOCSIFHWADDR, &mut req, "SIOCSIFHWADDR")
+    }
+
+    fn ifreq(&self) -> libc::ifreq {
         // SAFETY: all-zero is a valid `ifreq`.
         let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
         for (d, s) in req.ifr_name.iter_mut().zip(self.name.as_bytes()) {
             *d = *s as libc::c_char;
         }
-        // SAFETY: SIOCGIFHWADDR reads the name and writes `ifr_hwaddr` of the `ifreq` we
-        // pass; the socket is open (any socket of the device's namespace will do).
-        let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &raw mut req) };
-        check(ret, "SIOCGIFHWADDR")?;
-        // SAFETY: the ioctl succeeded, so the union holds `ifru_hwaddr`.
-        let data = unsafe { req.ifr_ifru.ifru_hwaddr }.sa_data;
-        Ok(std::array::from_fn(|i| data[i] as u8))
+        req
+    }
+
+    fn hwaddr_ioctl(&self, op: libc::Ioctl, req: &mut libc::ifreq, what: &str) -> io::Result<()> {
+        // Any socket of the device's namespace will do; the TAP's own fd is not a socket.
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"))?;
+        // SAFETY: SIOCGIFHWADDR/SIOCSIFHWADDR read the name and read or write `ifr_hwaddr`
+        // of the `ifreq` we pass, which lives across the call.
+        let ret = unsafe { libc::ioctl(sock.as_raw_fd(), op, req as *mut libc::ifreq) };
+        check(ret, what).map(|_| ())
     }
 
     /// Switches non-blocking mode (for use with `poll`).

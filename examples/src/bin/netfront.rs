@@ -1,8 +1,13 @@
 //! `netfront`: the guest's half of the pair, as a process.
 //!
 //! ```text
-//! netfront --socket PATH --tap NAME [--domid N] [--stats SECS] [--no-gso] [--no-csum]
+//! netfront --socket PATH --tap NAME [--domid N] [--mac MAC] [--stats SECS] [--no-gso] [--no-csum]
 //! ```
+//!
+//! The guest's MAC address is configuration, as a Xen vif's `mac=` is: `--mac`, by default
+//! `00:16:3e:00:HH:LL` (Xen's prefix and the domain id). netfront gives it to its TAP device
+//! when it creates it and tells netback in the handshake, which delivers unicast frames for
+//! that address (and broadcast/multicast) to this guest.
 //!
 //! Creates a TAP device with a vnet header (run it inside the "guest" network namespace:
 //! `ip netns exec guest netfront ...`), so the guest kernel's TSO and checksum offloads reach
@@ -34,7 +39,7 @@ use pvio_offload::OffloadMeta;
 use pvio_ring::{EventFd, Notifier};
 
 const USAGE: &str =
-    "usage: netfront --socket PATH --tap NAME [--domid N] [--stats SECS] [--no-gso] [--no-csum]";
+    "usage: netfront --socket PATH --tap NAME [--domid N] [--mac MAC] [--stats SECS] [--no-gso] [--no-csum]";
 
 /// The back end's domain id (netback runs as domain 0).
 const BACKEND_DOMID: DomId = DomId(0);
@@ -47,6 +52,7 @@ struct Args {
     socket: PathBuf,
     tap: String,
     domid: u16,
+    mac: Option<[u8; 6]>,
     stats: f64,
     features: Features,
 }
@@ -56,6 +62,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         socket: PathBuf::new(),
         tap: String::new(),
         domid: 1,
+        mac: None,
         stats: 5.0,
         features: Features::SG
             | Features::GSO_TCPV4
@@ -69,6 +76,10 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--socket" => args.socket = it.next().ok_or(USAGE)?.into(),
             "--tap" => args.tap = it.next().ok_or(USAGE)?,
             "--domid" => args.domid = it.next().ok_or(USAGE)?.parse().map_err(|_| USAGE)?,
+            "--mac" => {
+                let v = it.next().ok_or(USAGE)?;
+                args.mac = Some(handshake::parse_mac(&v).ok_or(format!("bad --mac {v:?}"))?);
+            }
             "--stats" => args.stats = it.next().ok_or(USAGE)?.parse().map_err(|_| USAGE)?,
             "--no-gso" => args.features -= Features::GSO_TCPV4 | Features::GSO_TCPV6,
             "--no-csum" => {
@@ -285,6 +296,13 @@ fn run() -> Result<(), String> {
     // No offloads until a back end agreed to some.
     let mut tap = Tap::open(&args.tap, TapOffloads::empty()).map_err(|e| format!("TAP {}: {e}", args.tap))?;
     tap.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let [hi, lo] = args.domid.to_be_bytes();
+    let mac = args.mac.unwrap_or([0x00, 0x16, 0x3e, 0x00, hi, lo]);
+    if let Err(e) = tap.set_mac(mac) {
+        // A persistent device that is already up keeps its address; netfront reports
+        // whatever the device has.
+        eprintln!("netfront: cannot set the MAC of {}: {e}", tap.name());
+    }
     eprintln!("netfront: TAP {} ready", tap.name());
     let totals = Totals::default();
     let mut printer = StatsPrinter::new("netfront", Duration::from_secs_f64(args.stats.max(0.0)));
