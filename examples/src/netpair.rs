@@ -360,9 +360,7 @@ fn run_phase(
                     return Err(e.to_string());
                 }
                 if !(w.any() || back.prepare_to_wait() || dir == Direction::Rx && back.rx_ready()) {
-                    if !to_back.wait(Some(WAIT)).map_err(|e| e.to_string())? {
-                        live.timeouts.fetch_add(1, Ordering::Relaxed);
-                    }
+                    wait(&to_back, &live)?;
                 }
             }
             Ok(back.vif_stats(0).unwrap_or_default())
@@ -442,6 +440,15 @@ fn run_phase(
     Ok((phase, backing))
 }
 
+/// Sleeps until an event or the timeout (counted: with work pending, a timeout is a wake-up
+/// the protocol failed to deliver).
+fn wait(ev: &EventFd, live: &Live) -> Result<(), String> {
+    if !ev.wait(Some(WAIT)).map_err(|e| e.to_string())? {
+        live.timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
 fn kick(front: &mut NetFront<'_>, to_back: &EventFd) -> Result<(), String> {
     if front.flush().send(to_back).map_err(|e| e.to_string())? {
         front.note_event();
@@ -477,9 +484,7 @@ fn guest_tx(
         }
         kick(front, to_back)?;
         if sent == 0 && !front.final_check_tx().map_err(|e| e.to_string())? {
-            if !to_guest.wait(Some(WAIT)).map_err(|e| e.to_string())? {
-                live.timeouts.fetch_add(1, Ordering::Relaxed);
-            }
+            wait(to_guest, live)?;
         }
     }
     Ok(StreamChecker::new())
@@ -511,9 +516,7 @@ fn guest_rx(
             front.post_rx().map_err(|e| e.to_string())?;
             kick(front, to_back)?;
             if !front.final_check_rx().map_err(|e| e.to_string())? {
-                if !to_guest.wait(Some(WAIT)).map_err(|e| e.to_string())? {
-                    live.timeouts.fetch_add(1, Ordering::Relaxed);
-                }
+                wait(to_guest, live)?;
             }
         }
     }
