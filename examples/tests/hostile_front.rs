@@ -17,6 +17,11 @@ use pvio_offload::{ChecksumState, GsoKind, MetaError, OffloadMeta};
 use pvio_ring::xen::netif::{extra_type, nettxf, NetifExtraInfo, NetifRxRequest, NetifTxRequest};
 use pvio_ring::{InProcessEvent, RingError, SharedMem};
 
+/// Rounds of the good guest's traffic after the abuse (fewer in unoptimized builds).
+const STEPS: usize = if cfg!(debug_assertions) { 20 } else { 100 };
+/// Rounds of random garbage.
+const GARBAGE_ROUNDS: usize = if cfg!(debug_assertions) { 12 } else { 40 };
+
 const BACKEND: DomId = DomId(0);
 const GOOD: DomId = DomId(1);
 const BAD: DomId = DomId(2);
@@ -149,12 +154,12 @@ fn scenario<F: Fn(&BackError) -> bool>(
         checker: StreamChecker::tolerating_gaps(),
         buf: Vec::new(),
     };
-    for _ in 0..20 {
+    for _ in 0..STEPS / 5 {
         good.step(&mut back);
     }
     let before = good_progress(&stats, &good);
     abuse(&w.bad_mem.mem(), &mut bad_front);
-    for _ in 0..100 {
+    for _ in 0..STEPS {
         good.step(&mut back);
     }
     let after = good_progress(&stats, &good);
@@ -550,7 +555,7 @@ fn random_garbage_never_panics() {
         x
     };
     let mut reasons = std::collections::BTreeSet::new();
-    for round in 0..40 {
+    for round in 0..GARBAGE_ROUNDS {
         let words: Vec<u64> = (0..3 * 4096 / 8).map(|_| next()).collect();
         let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
         let plausible = round % 2 == 1;
