@@ -42,6 +42,13 @@ fn main() -> ExitCode {
             .filter(|c| opts.only.is_empty() || opts.only.iter().any(|o| o == c.name))
             .count()
     );
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        println!(
+            "{cpus} CPUs, load average {} (other work on the machine competes with both threads)",
+            load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        );
+    }
     let rows = match netpair::run(&opts) {
         Ok(r) => r,
         Err(e) => {
