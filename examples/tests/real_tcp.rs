@@ -248,7 +248,11 @@ fn netback(ns: &Netns, sock: &Path, backend: &str) -> Daemon {
 }
 
 fn netfront(ns: &Netns, sock: &Path, tap: &str) -> Daemon {
-    ns.spawn(&[
+    netfront_with(ns, sock, tap, &[])
+}
+
+fn netfront_with(ns: &Netns, sock: &Path, tap: &str, extra: &[&str]) -> Daemon {
+    let mut args = vec![
         env!("CARGO_BIN_EXE_netfront"),
         "--socket",
         sock.to_str().unwrap(),
@@ -256,7 +260,9 @@ fn netfront(ns: &Netns, sock: &Path, tap: &str) -> Daemon {
         tap,
         "--stats",
         "2",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    ns.spawn(&args)
 }
 
 fn ping(ns: &Netns, to: &str) {
@@ -429,6 +435,50 @@ fn tcp_through_netfront_and_netback_over_af_packet() {
     assert!(front.stop().success() && back.stop().success());
     let last = back.last_stats();
     assert!(errors_in(&last).iter().all(|&e| e == 0), "netback reported errors: {last}");
+}
+
+/// `(packets, bytes)` of the first direction in a statistics line.
+fn first_direction(line: &str) -> (u64, u64) {
+    let num = |unit: &str| -> u64 {
+        let at = line.find(unit).unwrap_or_else(|| panic!("no {unit:?} in {line:?}"));
+        line[..at].trim_end().rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    (num(" pkts"), num(" bytes"))
+}
+
+#[test]
+fn negotiated_features_are_obeyed() {
+    if let Some(why) = skip_reason() {
+        println!("skipped: {why}");
+        return;
+    }
+    // netfront declines GSO: the guest kernel must not hand it super-frames (TUNSETOFFLOAD
+    // without TSO), and netback must not deliver any (it segments what the host's TAP or
+    // GRO would make). TCP still works, with MTU-sized frames both ways.
+    let guest = Netns::new("nguest");
+    let host = Netns::new("nhost");
+    let sock = socket_path("nogso");
+    let mut back = netback(&host, &sock, "tap:pvn0");
+    let mut front = netfront_with(&guest, &sock, "pvn1", &["--no-gso"]);
+    let line = front.wait_for("connected", Duration::from_secs(10));
+    assert!(line.contains("gso_tcpv4: false") && line.contains("gso_tcpv6: false"), "{line}");
+    back.wait_for("connected", Duration::from_secs(10));
+    guest.configure("pvn1", GUEST_IP);
+    host.configure("pvn0", HOST_IP);
+    ping(&guest, HOST_IP);
+    for (from, to, ip, port) in [(&guest, &host, HOST_IP, 5307), (&host, &guest, GUEST_IP, 5308)] {
+        let (sent, got) = transfer(from, to, ip, port, 20 << 20);
+        assert_eq!(sent, got, "transfer without GSO corrupted");
+    }
+    assert!(front.stop().success() && back.stop().success());
+    let last = front.last_stats();
+    let (tx_pkts, tx_bytes) = first_direction(&last);
+    let rx = &last[last.find("back->guest").expect("two directions")..];
+    let (rx_pkts, rx_bytes) = first_direction(rx);
+    assert!(tx_pkts > 10_000 && rx_pkts > 10_000, "{last}");
+    // Every frame at most 1514 bytes: the largest possible average is below that.
+    assert!(tx_bytes <= tx_pkts * 1514, "super-frames crossed guest->back without GSO: {last}");
+    assert!(rx_bytes <= rx_pkts * 1514, "super-frames crossed back->guest without GSO: {last}");
 }
 
 /// How many mappings of netfront's guest-memory memfd process `pid` holds.
