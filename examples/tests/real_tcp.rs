@@ -555,3 +555,66 @@ fn either_side_dying_is_noticed_released_and_replaced() {
     assert_eq!(sent, got, "transfer after the new back end connected");
     assert!(front.stop().success() && back.stop().success());
 }
+
+#[test]
+fn a_hostile_front_end_is_disconnected_and_the_next_one_served() {
+    use pvio_examples::handshake::{front_handshake, Channel, Connect, Features, Message};
+    use pvio_examples::net::{layout, GuestMemory, NetFront};
+    use pvio_ring::xen::sring::REQ_PROD_OFFSET;
+    use pvio_ring::{EventFd, Notifier};
+    use std::os::fd::AsFd;
+
+    if let Some(why) = skip_reason() {
+        println!("skipped: {why}");
+        return;
+    }
+    let guest = Netns::new("hguest");
+    let host = Netns::new("hhost");
+    let sock = socket_path("hostile");
+    let mut back = netback(&host, &sock, "tap:pvh0");
+    let back_pid = back.pid();
+    host.configure("pvh0", HOST_IP);
+    let idle_fds = open_fds(back_pid);
+
+    // A front end that connects properly, then publishes an impossible request index.
+    {
+        let chan = Channel::connect(&sock).unwrap();
+        let mem = GuestMemory::new_4k("pvio-netfront", layout::REGION_LEN).unwrap();
+        let _front = NetFront::new(mem.mem(), pvio_grant::DomId(0)).unwrap();
+        let (to_back, to_front) = (EventFd::new().unwrap(), EventFd::new().unwrap());
+        let connect = Connect {
+            features: Features::SG | Features::GSO_TCPV4 | Features::RX_COPY,
+            mem_frames: (layout::REGION_LEN / 4096) as u32,
+            tx_ring_frame: layout::TX_RING_FRAME,
+            rx_ring_frame: layout::RX_RING_FRAME,
+            grant_table_frame: layout::GNTTAB_FRAME,
+            grant_entries: layout::GNTTAB_ENTRIES as u32,
+            domid: 7,
+            mac: [0x00, 0x16, 0x3e, 0, 0, 7],
+        };
+        let fds = [mem.fd().unwrap(), to_back.as_fd(), to_front.as_fd()];
+        front_handshake(&chan, &connect, fds).unwrap();
+        back.wait_for("connected", Duration::from_secs(10));
+        let tx_ring = layout::TX_RING_FRAME as usize * 4096;
+        mem.mem().write(tx_ring + REQ_PROD_OFFSET, &0x8000_0000u32).unwrap();
+        to_back.notify().unwrap();
+        let line = back.wait_for("disconnected the front end", Duration::from_secs(10));
+        assert!(line.contains("ring"), "the reason names the ring rule: {line}");
+        // netback told us why, then closed the socket.
+        let (msg, _) = chan.recv(Some(Duration::from_secs(5))).unwrap();
+        assert!(matches!(msg, Message::Error { ref reason } if reason.contains("ring")), "{msg:?}");
+        assert!(chan.recv(Some(Duration::from_secs(5))).is_err(), "socket closed after the error");
+        eventually("netback still maps the hostile guest's memory", || guest_mappings(back_pid) == 0);
+        eventually("netback still holds the hostile guest's descriptors", || open_fds(back_pid) == idle_fds);
+    }
+
+    // The next, well-behaved front end is served.
+    let mut front = netfront(&guest, &sock, "pvh1");
+    front.wait_for("connected", Duration::from_secs(10));
+    back.wait_for("connected", Duration::from_secs(10));
+    guest.configure("pvh1", GUEST_IP);
+    ping(&guest, HOST_IP);
+    let (sent, got) = transfer(&guest, &host, HOST_IP, 5309, 10 << 20);
+    assert_eq!(sent, got);
+    assert!(front.stop().success() && back.stop().success());
+}
