@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use pvio_examples::net::layout::{self, REGION_LEN};
 use pvio_examples::net::traffic::{RxCsum, HDR_LEN, MSS, SUPER_PAYLOAD};
 use pvio_examples::net::{
-    BackError, BackOptions, FlowId, GuestMemory, ModelNic, NetBack, NetFront, NicCaps, NicStats,
-    StreamChecker, TcpSender, TxChecksum, VifConfig, VifState,
+    BackError, BackOptions, FlowId, GuestMemory, ModelNic, NetBack, NetFront, NicCaps, NicStats, RxDelivery,
+    StreamChecker, TcpSender, TxChecksum, TxPayload, VifConfig, VifState,
 };
 use pvio_grant::{DomId, GrantStatus};
 use pvio_offload::{ChecksumState, GsoKind, MetaError, OffloadMeta};
@@ -123,16 +123,44 @@ enum Expect<F> {
     Either(F),
 }
 
+/// The back end's configuration in a scenario.
+#[derive(Clone, Copy)]
+struct Setup {
+    caps: NicCaps,
+    opts: BackOptions,
+    rx_gso: bool,
+}
+
+const DEFAULT_SETUP: Setup = Setup {
+    caps: NicCaps::TSO.union(NicCaps::TX_CSUM).union(NicCaps::RX_CSUM),
+    opts: BackOptions {
+        gro: true,
+        tx_payload: TxPayload::Reference,
+        rx: RxDelivery::Copy,
+        budget: 64,
+        rx_budget: 256,
+    },
+    rx_gso: true,
+};
+
 fn scenario<F: Fn(&BackError) -> bool>(
     name: &str,
     abuse: impl FnOnce(&SharedMem<'_>, &mut NetFront<'_>),
     expect: Expect<F>,
 ) {
+    scenario_with(DEFAULT_SETUP, name, abuse, expect)
+}
+
+fn scenario_with<F: Fn(&BackError) -> bool>(
+    setup: Setup,
+    name: &str,
+    abuse: impl FnOnce(&SharedMem<'_>, &mut NetFront<'_>),
+    expect: Expect<F>,
+) {
     let w = World::new();
-    let nic = ModelNic::new(NicCaps::TSO | NicCaps::TX_CSUM | NicCaps::RX_CSUM)
-        .with_rx_flows(&[rx_flow(GOOD), rx_flow(BAD)]);
+    let nic = ModelNic::new(setup.caps).with_rx_flows(&[rx_flow(GOOD), rx_flow(BAD)]);
     let stats = nic.stats();
-    let mut back: Back<'_> = NetBack::new(BACKEND, nic, BackOptions::default());
+    let mut back: Back<'_> = NetBack::new(BACKEND, nic, setup.opts);
     let good_front = NetFront::new(w.good_mem.mem(), BACKEND).unwrap();
     let mut bad_front = NetFront::new(w.bad_mem.mem(), BACKEND).unwrap();
     for (domid, view) in [(GOOD, &w.good_view), (BAD, &w.bad_view)] {
@@ -140,11 +168,11 @@ fn scenario<F: Fn(&BackError) -> bool>(
             domid,
             mac: mac(domid),
             mem: view.mem(),
-            memfd: None,
+            memfd: view.fd(),
             notify: &w.ev,
             flipper: None,
             iova_base: 0,
-            rx_gso: true,
+            rx_gso: setup.rx_gso,
         })
         .unwrap();
     }
@@ -247,6 +275,24 @@ fn granted_ref(mem: &SharedMem<'_>, front: &mut NetFront<'_>) -> u32 {
 #[test]
 fn good_guest_alone_moves_valid_traffic_both_ways() {
     scenario("well-behaved neighbour", |_, _| {}, Expect::<fn(&BackError) -> bool>::Connected);
+}
+
+#[test]
+fn good_guest_under_every_back_end_policy() {
+    // No offload at all: super-frames segmented with full checksums, partial checksums
+    // completed in software; checksum offload only: segments with partial checksums; payload
+    // by per-packet remapping; no GRO; a guest that takes no receive GSO (and GRO on).
+
+    let setups = [
+        Setup { caps: NicCaps::empty(), ..DEFAULT_SETUP },
+        Setup { caps: NicCaps::TX_CSUM, ..DEFAULT_SETUP },
+        Setup { opts: BackOptions { tx_payload: TxPayload::Remap, ..DEFAULT_SETUP.opts }, ..DEFAULT_SETUP },
+        Setup { opts: BackOptions { gro: false, ..DEFAULT_SETUP.opts }, ..DEFAULT_SETUP },
+        Setup { rx_gso: false, ..DEFAULT_SETUP },
+    ];
+    for (i, setup) in setups.into_iter().enumerate() {
+        scenario_with(setup, &format!("policy {i}"), |_, _| {}, Expect::<fn(&BackError) -> bool>::Connected);
+    }
 }
 
 #[test]
