@@ -45,7 +45,6 @@ use pvio_ring::{BackRing, Notifier, RingError, SharedMem};
 use crate::net::layout;
 use crate::net::mem::{PageFlipper, PageMap};
 use crate::net::nic::{Nic, NicCaps, PayloadRef, TxFrame};
-use crate::net::traffic::MAX_FRAME;
 
 /// Most data slots one transmitted packet may use (Linux netback's
 /// `XEN_NETBK_LEGACY_SLOTS_MAX`).
@@ -55,8 +54,9 @@ pub const MAX_EXTRAS: usize = 4;
 /// Largest packet a guest may transmit: an IPv4 packet of 65535 bytes with a VLAN-tagged
 /// Ethernet header.
 pub const MAX_PACKET: usize = 65535 + 18;
-/// Receive slots the largest delivery takes: 16 pages of frame plus the GSO extra.
-pub const MAX_RX_SLOTS: usize = MAX_FRAME.div_ceil(PAGE_SIZE) + 1;
+/// Receive slots the largest delivery takes: a [`MAX_PACKET`] frame (17 pages) plus the GSO
+/// extra. Larger frames are dropped.
+pub const MAX_RX_SLOTS: usize = MAX_PACKET.div_ceil(PAGE_SIZE) + 1;
 /// GRO flows held at once.
 pub const GRO_FLOWS: usize = 8;
 
@@ -395,7 +395,7 @@ where
                 nic,
                 opts,
                 image: vec![0; MAX_PACKET],
-                rx_buf: vec![0; MAX_FRAME + PAGE_SIZE],
+                rx_buf: vec![0; MAX_PACKET],
                 gro_buf: if opts.gro {
                     vec![0; GRO_FLOWS * pvio_offload::gro::FLOW_BUF_LEN]
                 } else {
@@ -970,7 +970,7 @@ fn deliver_one<K>(
     };
     let chunks = frame.len().div_ceil(PAGE_SIZE).max(1);
     let needed = chunks + usize::from(gso.is_some());
-    if vif.rx_space() < needed {
+    if needed > MAX_RX_SLOTS || vif.rx_space() < needed {
         vif.stats.rx_dropped += 1;
         return;
     }

@@ -10,6 +10,7 @@ use bitflags::bitflags;
 use pvio_offload::{ChecksumState, GsoKind, OffloadMeta};
 use pvio_ring::{SharedMem, ShmError};
 
+use crate::net::back::MAX_PACKET;
 use crate::net::traffic::{
     complete_tcp_partial, FlowId, Invalid, RxCsum, StreamChecker, TcpSender, TxChecksum, HDR_LEN, MAX_FRAME,
     MSS,
@@ -114,13 +115,13 @@ pub trait Nic {
     fn caps(&self) -> NicCaps;
     /// Sends one frame. Returns once the device no longer needs the payload pages.
     fn transmit(&mut self, frame: &TxFrame<'_, '_>) -> Result<(), Self::Error>;
-    /// Receives one frame into `buf` (at least [`MAX_FRAME`] bytes), or `None` if none is
+    /// Receives one frame into `buf` ([`MAX_PACKET`] bytes), or `None` if none is
     /// waiting.
     fn receive(&mut self, buf: &mut [u8]) -> Result<Option<RxInfo>, Self::Error>;
     /// Receives one frame directly into shared memory (a back-end page about to be flipped
     /// into a guest). The default receives into a bounce buffer and copies.
     fn receive_shared(&mut self, dst: &SharedMem<'_>) -> Result<Option<RxInfo>, Self::Error> {
-        let mut buf = vec![0u8; MAX_FRAME];
+        let mut buf = vec![0u8; MAX_PACKET];
         let Some(info) = self.receive(&mut buf)? else { return Ok(None) };
         let n = info.len.min(dst.len());
         // A frame larger than the page is cut; `len` says how much arrived.
