@@ -249,8 +249,11 @@ fn setup<E: std::fmt::Display>(e: E) -> NetpairError {
 /// Options of a run.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Measured seconds per phase.
+    /// Measured seconds per phase and repetition.
     pub seconds: f64,
+    /// Repetitions of every phase, interleaved across configurations (so a burst of other
+    /// load on the machine hits all of them alike); each row reports the median run.
+    pub repeats: usize,
     /// Only these configurations (all if empty).
     pub only: Vec<String>,
     /// Print a progress line to stderr.
@@ -259,7 +262,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { seconds: 0.6, only: Vec::new(), progress: true }
+        Options { seconds: 0.3, repeats: 3, only: Vec::new(), progress: true }
     }
 }
 
@@ -523,30 +526,62 @@ fn guest_rx(
     Ok(checker)
 }
 
+/// The median of `runs` by throughput; invalid frames, gaps, drops and timeouts of all runs
+/// are added to it, so none is hidden by the choice.
+fn median(mut runs: Vec<Phase>) -> Phase {
+    runs.sort_by(|a, b| a.gbps().total_cmp(&b.gbps()));
+    let mut m = runs[runs.len() / 2].clone();
+    m.invalid = runs.iter().map(|p| p.invalid).sum();
+    m.gaps = runs.iter().map(|p| p.gaps).sum();
+    m.drops = runs.iter().map(|p| p.drops).sum();
+    m.timeouts = runs.iter().map(|p| p.timeouts).sum();
+    m.first_invalid = runs.iter().find_map(|p| p.first_invalid.clone());
+    m
+}
+
 /// Runs the selected configurations and returns their rows, in table order.
 pub fn run(opts: &Options) -> Result<Vec<Row>, NetpairError> {
     let selected: Vec<&Config> =
         CONFIGS.iter().filter(|c| opts.only.is_empty() || opts.only.iter().any(|o| o == c.name)).collect();
     let total = selected.len();
-    let mut rows = Vec::new();
-    for (i, cfg) in selected.into_iter().enumerate() {
-        let progress = |msg: &str| {
-            if opts.progress {
-                eprint!("\r[{}/{}] {msg}   ", i + 1, total);
+    let repeats = opts.repeats.max(1);
+    let mut runs: Vec<(Vec<Phase>, Vec<Phase>)> = vec![(Vec::new(), Vec::new()); total];
+    let mut rows: Vec<Row> = selected
+        .iter()
+        .map(|c| Row {
+            config: **c,
+            backing: None,
+            tx: Phase::default(),
+            rx: Phase::default(),
+            skipped: None,
+        })
+        .collect();
+    for rep in 0..repeats {
+        for (i, cfg) in selected.iter().enumerate() {
+            if rows[i].skipped.is_some() {
+                continue;
             }
-        };
-        let mut row =
-            Row { config: *cfg, backing: None, tx: Phase::default(), rx: Phase::default(), skipped: None };
-        match run_phase(cfg, Direction::Tx, opts.seconds, &progress) {
-            Ok((p, backing)) => {
-                row.tx = p;
-                row.backing = Some(backing);
-                row.rx = run_phase(cfg, Direction::Rx, opts.seconds, &progress)?.0;
+            let progress = |msg: &str| {
+                if opts.progress {
+                    eprint!("\r[run {}/{repeats}, {}/{total}] {msg}   ", rep + 1, i + 1);
+                }
+            };
+            match run_phase(cfg, Direction::Tx, opts.seconds, &progress) {
+                Ok((p, backing)) => {
+                    runs[i].0.push(p);
+                    rows[i].backing = Some(backing);
+                    runs[i].1.push(run_phase(cfg, Direction::Rx, opts.seconds, &progress)?.0);
+                }
+                Err(NetpairError::Setup(why)) if cfg.pages == Pages::Huge => rows[i].skipped = Some(why),
+                Err(e) => return Err(e),
             }
-            Err(NetpairError::Setup(why)) if cfg.pages == Pages::Huge => row.skipped = Some(why),
-            Err(e) => return Err(e),
         }
-        rows.push(row);
+    }
+    for (row, (tx, rx)) in rows.iter_mut().zip(runs) {
+        if row.skipped.is_none() {
+            row.tx = median(tx);
+            row.rx = median(rx);
+        }
     }
     if opts.progress {
         eprint!("\r{:70}\r", "");

@@ -1,14 +1,17 @@
 //! netpair: guest and driver domain in one process, the paper's configurations, one table.
 //!
-//! `cargo run --release -p pvio-examples --bin netpair [-- --seconds S | --quick] [--only a,b-tso]
-//! [--plot FILE.svg]`
+//! `cargo run --release -p pvio-examples --bin netpair [-- --seconds S] [--repeat N] [--quick]
+//! [--only a,b-tso] [--plot FILE.svg]`
+//!
+//! Each phase runs `--repeat` times (default 3, interleaved across configurations) for
+//! `--seconds` (default 0.3) and the median is reported; `--quick` is one 0.15 s run.
 
 use std::process::ExitCode;
 
 use pvio_examples::netpair::{self, Options};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: netpair [--seconds S | --quick] [--only NAME,NAME] [--plot FILE.svg]");
+    eprintln!("usage: netpair [--seconds S] [--repeat N] [--quick] [--only NAME,NAME] [--plot FILE.svg]");
     ExitCode::from(2)
 }
 
@@ -18,7 +21,14 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--quick" => opts.seconds = 0.15,
+            "--quick" => {
+                opts.seconds = 0.15;
+                opts.repeats = 1;
+            }
+            "--repeat" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(n) if n > 0 => opts.repeats = n,
+                _ => return usage(),
+            },
             "--seconds" => match args.next().and_then(|v| v.parse().ok()) {
                 Some(s) if s > 0.0 => opts.seconds = s,
                 _ => return usage(),
@@ -35,7 +45,8 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "pvio netpair: guest and driver domain on two threads, {:.2} s per phase, {} configurations",
+        "pvio netpair: guest and driver domain on two threads, {} x {:.2} s per phase (median), {} configurations",
+        opts.repeats,
         opts.seconds,
         netpair::CONFIGS
             .iter()
