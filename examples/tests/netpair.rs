@@ -8,6 +8,7 @@ use pvio_examples::netpair::{self, Options, Pages, CONFIGS};
 fn every_configuration_moves_valid_data_both_ways() {
     let opts = Options {
         seconds: if cfg!(debug_assertions) { 0.25 } else { 0.1 },
+        repeats: 1,
         only: Vec::new(),
         progress: false,
     };
