@@ -183,8 +183,10 @@ pub struct Phase {
     pub gaps: u64,
     /// Events the guest and the back end sent each other.
     pub events: u64,
-    /// Waits (either side) that ended by their 5 ms timeout instead of an event: with work
-    /// pending, each is a wake-up the notification protocol failed to deliver.
+    /// Waits (either side) that ended by their 5 ms timeout instead of an event: the peer
+    /// produced nothing for 5 ms (it was slow or descheduled), or a wake-up was lost. A side
+    /// only sleeps after re-arming its event and re-checking, so the timeout bounds the cost
+    /// of a lost wake-up but never hides missing work.
     pub timeouts: u64,
 }
 
@@ -443,8 +445,7 @@ fn run_phase(
     Ok((phase, backing))
 }
 
-/// Sleeps until an event or the timeout (counted: with work pending, a timeout is a wake-up
-/// the protocol failed to deliver).
+/// Sleeps until an event or the 5 ms timeout (counted in [`Phase::timeouts`]).
 fn wait(ev: &EventFd, live: &Live) -> Result<(), String> {
     if !ev.wait(Some(WAIT)).map_err(|e| e.to_string())? {
         live.timeouts.fetch_add(1, Ordering::Relaxed);
