@@ -159,9 +159,10 @@ pub enum ModelNicError {
 }
 
 /// The embedded NIC model. On transmit it does what hardware would (gathers the frame by DMA,
-/// completes a partial checksum, segments a super-frame) and validates what would reach the
-/// wire with a [`StreamChecker`]: sizes, IPv4 and TCP checksums, sequence continuity per
-/// connection and every payload byte. Frames asking for an offload it does not offer are
+/// completes a partial checksum after checking the pseudo-header sum in its field, segments a
+/// super-frame) and validates what would reach the wire with a [`StreamChecker`]: sizes, IPv4
+/// checksums, TCP checksums the sender computed, sequence continuity per connection and every
+/// payload byte. Frames asking for an offload it does not offer are
 /// invalid. On receive it generates MTU-sized TCP segments of a few connections towards the
 /// guest, round robin, with complete checksums.
 #[derive(Debug)]
@@ -216,8 +217,9 @@ impl ModelNic {
         }
         frame.gather(&mut self.dma).map_err(|_| Invalid::TooLong { len, max: self.dma.len() })?;
         let wire = &mut self.dma[..len];
-        complete_tcp_partial(wire, meta.csum)?;
-        self.checker.check(wire, RxCsum::Unknown, gso)
+        let completed = complete_tcp_partial(wire, meta.csum)?;
+        let csum = if completed { RxCsum::Verified } else { RxCsum::Unknown };
+        self.checker.check(wire, csum, gso)
     }
 }
 

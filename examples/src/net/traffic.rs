@@ -356,16 +356,24 @@ impl StreamChecker {
 }
 
 /// Completes a frame's partial checksum as a NIC's checksum offload does, after checking that
-/// the metadata points at the TCP checksum field.
-pub fn complete_tcp_partial(frame: &mut [u8], csum: ChecksumState) -> Result<(), Invalid> {
-    if let ChecksumState::Partial { start, offset } = csum {
-        let layout = parse(frame)?;
-        if usize::from(start) != layout.l4_offset || offset != 16 || layout.l4 != L4::Tcp {
-            return Err(Invalid::BadPartial);
-        }
-        checksum::complete_partial(frame, start.into(), offset.into()).map_err(|_| Invalid::BadPartial)?;
+/// the metadata points at the TCP checksum field and that the field holds the frame's
+/// pseudo-header sum (what the sender — guest, or back end after segmenting — must have put
+/// there). Returns whether it completed one: the checksum is then right by construction
+/// (the data it covers is still checked byte for byte by [`StreamChecker`]), so the caller
+/// need not verify it a second time.
+pub fn complete_tcp_partial(frame: &mut [u8], csum: ChecksumState) -> Result<bool, Invalid> {
+    let ChecksumState::Partial { start, offset } = csum else { return Ok(false) };
+    let layout = parse(frame)?;
+    if usize::from(start) != layout.l4_offset || offset != 16 || layout.l4 != L4::Tcp {
+        return Err(Invalid::BadPartial);
     }
-    Ok(())
+    let field = layout.l4_offset + 16;
+    let have = u16::from_be_bytes([frame[field], frame[field + 1]]);
+    if layout.pseudo_header_sum(frame) != Some(have) {
+        return Err(Invalid::TcpChecksum);
+    }
+    checksum::complete_partial(frame, start.into(), offset.into()).map_err(|_| Invalid::BadPartial)?;
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -436,7 +444,10 @@ mod tests {
         meta.validate(&f).unwrap();
         let mut c = StreamChecker::new();
         assert!(c.check(&f, RxCsum::Unknown, Some(MSS as u16)).is_err());
-        complete_tcp_partial(&mut f, meta.csum).unwrap();
+        let mut wrong = f.clone();
+        wrong[HDR_LEN - 3] ^= 1; // the pseudo-header sum in the TCP checksum field
+        assert_eq!(complete_tcp_partial(&mut wrong, meta.csum), Err(Invalid::TcpChecksum));
+        assert_eq!(complete_tcp_partial(&mut f, meta.csum), Ok(true));
         c.check(&f, RxCsum::Unknown, Some(MSS as u16)).unwrap();
         assert_eq!(c.segments, SUPER_SEGMENTS as u64);
         assert_eq!(
