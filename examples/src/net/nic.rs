@@ -164,8 +164,7 @@ pub enum ModelNicError {
 /// checksums, TCP checksums the sender computed, sequence continuity per connection and every
 /// payload byte. Frames asking for an offload it does not offer are
 /// invalid. On receive it generates MTU-sized TCP segments of a few connections towards the
-/// guest, round robin, with complete checksums (computed from precomputed sums of the payload
-/// pattern: the far end's work, not the system's).
+/// guest, round robin, with complete checksums.
 #[derive(Debug)]
 pub struct ModelNic {
     caps: NicCaps,
@@ -291,7 +290,7 @@ impl ModelNic {
         let i = self.next_rx % self.rx.len();
         let mut sender = self.rx[i].clone();
         let mut hdr = [0u8; HDR_LEN];
-        let (payload, _) = sender.next_frame(MSS, TxChecksum::Precomputed, &mut hdr);
+        let (payload, _) = sender.next_frame(MSS, TxChecksum::Full, &mut hdr);
         let len = put(&hdr, payload)?;
         self.rx[i] = sender;
         self.next_rx += 1;

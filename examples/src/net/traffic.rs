@@ -43,40 +43,6 @@ fn pattern() -> &'static [u8] {
     })
 }
 
-/// Prefix sums of the pattern: `prefix()[i]` is the sum of bytes `..i`, each even-indexed byte
-/// weighted 256 and each odd one 1 — the unfolded Internet checksum of `..i` read as
-/// big-endian words from index 0 — so the sum of any range is one subtraction.
-fn prefix() -> &'static [u64] {
-    static S: OnceLock<Vec<u64>> = OnceLock::new();
-    S.get_or_init(|| {
-        let p = pattern();
-        let mut acc = 0u64;
-        let mut v = Vec::with_capacity(p.len() + 1);
-        v.push(0);
-        for (i, &b) in p.iter().enumerate() {
-            acc += if i % 2 == 0 { u64::from(b) << 8 } else { u64::from(b) };
-            v.push(acc);
-        }
-        v
-    })
-}
-
-/// The folded Internet sum of [`payload(seq, len)`](payload), as [`checksum::sum`] computes it,
-/// from precomputed prefix sums: constant time.
-pub fn payload_sum(seq: u32, len: usize) -> u16 {
-    let a = seq as usize % PERIOD;
-    let b = a + len.min(PERIOD);
-    let s = prefix();
-    let aligned = checksum::fold(s[b] - s[a]);
-    // Summed with words aligned to index 0; relative to the range's start they pair the
-    // other way round when it starts at an odd index (RFC 1071 2(B)).
-    if a % 2 == 1 {
-        aligned.swap_bytes()
-    } else {
-        aligned
-    }
-}
-
 /// The `len` payload bytes that follow TCP sequence number `seq` (`len <= 65536`). Periodic
 /// in 64 KiB, which divides 2^32, so wrapping sequence numbers stay consistent.
 pub fn payload(seq: u32, len: usize) -> &'static [u8] {
@@ -108,9 +74,6 @@ pub enum TxChecksum {
     Full,
     /// Offloaded: the field holds the pseudo-header sum (`CHECKSUM_PARTIAL`).
     Partial,
-    /// Complete, but computed from [`payload_sum`]'s precomputed sums: for the far end of
-    /// the simulated wire, whose checksum work is not the system's under test.
-    Precomputed,
 }
 
 /// The sending half of a TCP connection: produces consecutive segments or super-frames.
@@ -178,14 +141,9 @@ impl TcpSender {
         let pseudo = checksum::pseudo_header_v4(id.src_ip, id.dst_ip, 6, (20 + payload_len) as u16);
         let gso = payload_len > MSS;
         let meta = match csum {
-            TxChecksum::Full | TxChecksum::Precomputed if !gso => {
+            TxChecksum::Full if !gso => {
                 let head = checksum::combine(pseudo, checksum::sum(tcp));
-                let body = if csum == TxChecksum::Full {
-                    checksum::sum(data)
-                } else {
-                    payload_sum(self.seq, payload_len)
-                };
-                let c = !checksum::combine_at(head, body, 20);
+                let c = !checksum::combine_at(head, checksum::sum(data), 20);
                 tcp[16..18].copy_from_slice(&c.to_be_bytes());
                 OffloadMeta::NONE
             }
@@ -475,21 +433,6 @@ mod tests {
         f[24] ^= 0x40;
         assert_eq!(c.check(&f, RxCsum::Unknown, None), Err(Invalid::IpChecksum));
         assert_eq!(c.invalid, 4);
-    }
-
-    #[test]
-    fn precomputed_payload_sums_match_the_checksum_engine() {
-        for (seq, len) in
-            [(0, 1460), (1, 1460), (65535, 1), (65535, 2000), (12345, 0), (7, 65536), (u32::MAX, 99)]
-        {
-            assert_eq!(payload_sum(seq, len), checksum::sum(payload(seq, len)), "seq {seq} len {len}");
-        }
-        let mut s = TcpSender::new(flow(), 3);
-        let mut c = StreamChecker::new();
-        for _ in 0..3 {
-            let (f, _) = frame(&mut s, MSS, TxChecksum::Precomputed);
-            c.check(&f, RxCsum::Unknown, None).unwrap();
-        }
     }
 
     #[test]
