@@ -791,11 +791,23 @@ impl<'a, N: Nic> Engine<'a, N> {
         let me = *me;
         let mut gro = if opts.gro { GroTable::<GRO_FLOWS>::new(gro_buf).ok() } else { None };
         let mut received = 0;
+        // Posted buffers per vif as last read from its ring, and `req_cons` then: the space
+        // left is known without re-reading the guest's `req_prod` (a cache line the guest
+        // keeps writing) for every frame.
+        let mut known: Vec<(usize, u32)> = vifs.iter_mut().map(|v| (v.rx_space(), v.rx.req_cons())).collect();
         while received < opts.rx_budget {
             // Pull only while some vif could take everything GRO holds plus this frame.
-            let held = gro.as_ref().map_or(0, |g| g.held());
-            if !vifs.iter_mut().any(|v| v.connected() && v.rx_space() >= (held + 1) * MAX_RX_SLOTS) {
-                break;
+            let need = (gro.as_ref().map_or(0, |g| g.held()) + 1) * MAX_RX_SLOTS;
+            let left = |v: &Vif<'a, K>, k: &(usize, u32)| {
+                k.0.saturating_sub(v.rx.req_cons().wrapping_sub(k.1) as usize)
+            };
+            if !vifs.iter().zip(&known).any(|(v, k)| v.connected() && left(v, k) >= need) {
+                for (v, k) in vifs.iter_mut().zip(known.iter_mut()) {
+                    *k = (v.rx_space(), v.rx.req_cons());
+                }
+                if !vifs.iter().zip(&known).any(|(v, k)| v.connected() && k.0 >= need) {
+                    break;
+                }
             }
             let Some(info) = nic.receive(rx_buf)? else { break };
             received += 1;
