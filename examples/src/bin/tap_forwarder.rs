@@ -53,7 +53,11 @@ fn forward(src: &Tap, dst: &Tap, counters: &Counters, stop: &AtomicBool) {
             match src.recv(&mut buf) {
                 Ok((meta, len)) => match dst.send(&meta, &buf[..len]) {
                     Ok(_) => counters.packet(len),
-                    // The kernel refused the frame (bad metadata, device down): count it.
+                    // The other device is down or out of buffers: a drop.
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EIO | libc::ENOBUFS | libc::EAGAIN)) => {
+                        counters.drop_one()
+                    }
+                    // The kernel refused the frame (metadata it does not accept).
                     Err(_) => counters.error(),
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
