@@ -14,8 +14,12 @@
 //!   to a TSO NIC as it is; otherwise it is segmented in software ([`Segmenter`]), headers
 //!   rebuilt per segment, payload still by reference, checksums left partial for a NIC with
 //!   checksum offload.
-//! - **Receive.** Frames from the NIC are coalesced ([`GroTable`], optional) and grant-copied
-//!   into the buffers the guest posted, with the GSO extra for a super-frame; or, with
+//! - **Receive.** The NIC receives frames back to back into a private area ([`RX_AREA`]).
+//!   They are coalesced by reference ([`GroRefTable`], optional): a super-frame is its
+//!   first segment's headers, fixed up, plus the payload ranges still in the area, and is
+//!   grant-copied into the buffers the guest posted straight from there — one batch of copy
+//!   ops, one per (range, posted page) piece — with the GSO extra; every payload byte is
+//!   copied once. Or, with
 //!   [`RxDelivery::Flip`], received into a back-end page that is remapped into the guest's
 //!   view ([`PageFlipper`]).
 //! - **Faults.** Any violation of the protocol by a guest — an impossible ring index, a bad
@@ -31,9 +35,10 @@ use pvio_grant::domain::frame_of;
 use pvio_grant::{
     Access, Broker, CopyDst, CopyOp, CopySrc, DomId, GrantPtr, GrantRef, GrantStatus, PAGE_SIZE,
 };
+use pvio_offload::gro::{Received, RefDelivery};
 use pvio_offload::gso::MAX_HEADER_LEN;
 use pvio_offload::{
-    parse, ChecksumMode, ChecksumState, GroTable, GsoKind, MetaError, OffloadMeta, ParseError,
+    parse, ChecksumMode, ChecksumState, GroRefTable, GsoKind, MetaError, OffloadMeta, ParseError,
 };
 use pvio_offload::{Segmenter, ValidMeta};
 use pvio_ring::xen::netif::{
@@ -59,6 +64,13 @@ pub const MAX_PACKET: usize = 65535 + 18;
 pub const MAX_RX_SLOTS: usize = MAX_PACKET.div_ceil(PAGE_SIZE) + 1;
 /// GRO flows held at once.
 pub const GRO_FLOWS: usize = 8;
+/// Segments one GRO super-frame may hold (by reference: one payload piece each). 64 KiB of
+/// 1460-byte segments is 45.
+pub const GRO_PIECES: usize = 64;
+/// The NIC's receive buffer area: frames are received back to back into it and stay there,
+/// referred to by GRO, until their flow is delivered (all flows are delivered at the end of
+/// each receive round, or when the area is full). 1 MiB holds a round of 256 MTU frames.
+pub const RX_AREA: usize = (1 << 20) + MAX_PACKET;
 
 /// A rule a guest broke. The vif that broke it is disconnected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -331,8 +343,9 @@ struct Engine<'a, N> {
     /// The packet as the back end sees it: grant-copied headers at the front; beyond them only
     /// what a software checksum or `ChecksumMode::Full` needed copied. `MAX_PACKET` bytes.
     image: Vec<u8>,
-    rx_buf: Vec<u8>,
-    gro_buf: Vec<u8>,
+    /// Where the NIC receives: [`RX_AREA`] bytes; frames a held GRO flow names stay put.
+    rx_area: Vec<u8>,
+    gro: Option<Box<GroRefTable<usize, GRO_FLOWS, GRO_PIECES>>>,
     handles: Vec<MapHandle<'a>>,
 }
 
@@ -395,11 +408,11 @@ where
                 nic,
                 opts,
                 image: vec![0; MAX_PACKET],
-                rx_buf: vec![0; MAX_PACKET],
-                gro_buf: if opts.gro {
-                    vec![0; GRO_FLOWS * pvio_offload::gro::FLOW_BUF_LEN]
+                rx_area: vec![0; RX_AREA],
+                gro: if opts.gro {
+                    GroRefTable::new(pvio_offload::gro::FLOW_BUF_LEN).ok().map(Box::new)
                 } else {
-                    Vec::new()
+                    None
                 },
                 handles: Vec::with_capacity(MAX_TX_SLOTS),
             },
@@ -787,10 +800,13 @@ impl<'a, N: Nic> Engine<'a, N> {
     }
 
     fn rx_copy<K>(&mut self, vifs: &mut [Vif<'a, K>]) -> Result<usize, N::Error> {
-        let Engine { me, broker, nic, opts, rx_buf, gro_buf, .. } = self;
+        let Engine { me, broker, nic, opts, rx_area, gro, .. } = self;
         let me = *me;
-        let mut gro = if opts.gro { GroTable::<GRO_FLOWS>::new(gro_buf).ok() } else { None };
         let mut received = 0;
+        // Where the next frame is received in `rx_area`. Frames before it are named by held
+        // GRO flows (by reference: the payload is copied once, from here to the guest, when
+        // the flow is delivered); a frame nothing holds is received over.
+        let mut at = 0usize;
         // Posted buffers per vif as last read from its ring, and `req_cons` then: the space
         // left is known without re-reading the guest's `req_prod` (a cache line the guest
         // keeps writing) for every frame.
@@ -809,18 +825,31 @@ impl<'a, N: Nic> Engine<'a, N> {
                     break;
                 }
             }
-            let Some(info) = nic.receive(rx_buf)? else { break };
+            if at + MAX_PACKET > rx_area.len() {
+                // The area is full of held frames: deliver them, start over.
+                if let Some(g) = gro.as_mut() {
+                    g.flush_all(|d| deliver_ref(me, broker, vifs, rx_area, &d));
+                }
+                at = 0;
+            }
+            let Some(info) = nic.receive(&mut rx_area[at..at + MAX_PACKET])? else { break };
             received += 1;
-            let frame = &rx_buf[..info.len.min(rx_buf.len())];
+            let area: &[u8] = rx_area;
+            let frame = &area[at..at + info.len.min(MAX_PACKET)];
             match gro.as_mut() {
                 Some(g) if info.meta.gso_kind == GsoKind::None => {
-                    g.receive(frame, info.meta.csum, |d| deliver(me, broker, vifs, d.frame, &d.meta));
+                    let r = g.receive(frame, at, info.meta.csum, |d| deliver_ref(me, broker, vifs, area, &d));
+                    if r != Received::PassedThrough {
+                        // Held, or appended to a held flow: its bytes must stay. (Appended
+                        // and delivered at once: the space is merely skipped this round.)
+                        at = (at + frame.len()).next_multiple_of(64);
+                    }
                 }
-                _ => deliver(me, broker, vifs, frame, &info.meta),
+                _ => deliver(me, broker, vifs, &[frame], &info.meta),
             }
         }
         if let Some(g) = gro.as_mut() {
-            g.flush_all(|d| deliver(me, broker, vifs, d.frame, &d.meta));
+            g.flush_all(|d| deliver_ref(me, broker, vifs, rx_area, &d));
         }
         Ok(received)
     }
@@ -925,17 +954,46 @@ fn sub_refs<'g>(
     }
 }
 
-/// Delivers one frame (or super-frame) to the vif it is addressed to — or, for a group
-/// address (broadcast, multicast), to every connected vif, as the bridge in front of a Xen vif
-/// does. A frame for no vif, or for one without enough buffers, is dropped (and counted).
-fn deliver<K>(me: DomId, broker: &mut Broker<'_>, vifs: &mut [Vif<'_, K>], frame: &[u8], meta: &OffloadMeta) {
-    let Some(dst) = frame.get(..6) else { return };
+/// Delivers what GRO released: its header and the payload pieces it names in `area` (the
+/// NIC's receive area), gathered by the grant copy itself.
+fn deliver_ref<K>(
+    me: DomId,
+    broker: &mut Broker<'_>,
+    vifs: &mut [Vif<'_, K>],
+    area: &[u8],
+    d: &RefDelivery<'_, usize>,
+) {
+    let mut parts: [&[u8]; 1 + GRO_PIECES] = [&[]; 1 + GRO_PIECES];
+    parts[0] = d.header;
+    let mut n = 1;
+    for p in d.pieces {
+        // GRO names only frames received into `area` at `p.frame`, and ranges within them.
+        let Some(bytes) = p.frame.checked_add(p.offset).and_then(|s| area.get(s..s + p.len)) else { return };
+        let Some(slot) = parts.get_mut(n) else { return };
+        *slot = bytes;
+        n += 1;
+    }
+    deliver(me, broker, vifs, &parts[..n], &d.meta);
+}
+
+/// Delivers one frame (or super-frame), the concatenation of `parts`, to the vif it is
+/// addressed to — or, for a group address (broadcast, multicast), to every connected vif, as
+/// the bridge in front of a Xen vif does. A frame for no vif, or for one without enough
+/// buffers, is dropped (and counted).
+fn deliver<K>(
+    me: DomId,
+    broker: &mut Broker<'_>,
+    vifs: &mut [Vif<'_, K>],
+    parts: &[&[u8]],
+    meta: &OffloadMeta,
+) {
+    let Some(dst) = parts.first().and_then(|h| h.get(..6)) else { return };
     let group = dst[0] & 1 != 0;
     for vif in vifs.iter_mut().filter(|v| v.connected() && (group || v.mac == dst)) {
         if meta.gso_kind != GsoKind::None && !vif.rx_gso {
-            deliver_segmented(me, broker, vif, frame, meta);
+            deliver_segmented(me, broker, vif, &parts.concat(), meta);
         } else {
-            deliver_one(me, broker, vif, frame, meta);
+            deliver_one(me, broker, vif, parts, meta);
         }
         if !group {
             break;
@@ -964,15 +1022,17 @@ fn deliver_segmented<K>(
     for s in seg {
         let Ok(n) = s.write_to(frame, &mut buf) else { break };
         let m = OffloadMeta { csum: ChecksumState::Validated, ..OffloadMeta::NONE };
-        deliver_one(me, broker, vif, &buf[..n], &m);
+        deliver_one(me, broker, vif, &[&buf[..n]], &m);
     }
 }
 
+/// Copies the frame made of `parts` into the vif's posted buffers, one grant copy per piece
+/// of a part that falls into one posted page (all in one batch), and queues the responses.
 fn deliver_one<K>(
     me: DomId,
     broker: &mut Broker<'_>,
     vif: &mut Vif<'_, K>,
-    frame: &[u8],
+    parts: &[&[u8]],
     meta: &OffloadMeta,
 ) {
     let gso = match meta.gso_kind {
@@ -980,7 +1040,8 @@ fn deliver_one<K>(
         GsoKind::TcpV6 => Some(gso_type::TCPV6),
         _ => None,
     };
-    let chunks = frame.len().div_ceil(PAGE_SIZE).max(1);
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let chunks = len.div_ceil(PAGE_SIZE).max(1);
     let needed = chunks + usize::from(gso.is_some());
     if needed > MAX_RX_SLOTS || vif.rx_space() < needed {
         vif.stats.rx_dropped += 1;
@@ -996,17 +1057,32 @@ fn deliver_one<K>(
             Err(e) => return vif.fail(e.into()),
         }
     }
-    // Data goes into the first request's buffer and, after the GSO extra's slot, the rest.
-    let data_reqs =
+    // Data goes into the first request's buffer and, after the GSO extra's slot, the rest:
+    // page after page, each filled before the next, every part split at page boundaries.
+    let mut data_reqs =
         core::iter::once(reqs[0]).chain(reqs[1 + usize::from(gso.is_some())..needed].iter().copied());
-    let mut ops: [Option<CopyOp<'_>>; MAX_RX_SLOTS] = Default::default();
-    let mut lens = [0usize; MAX_RX_SLOTS];
-    for (i, (req, chunk)) in data_reqs.zip(frame.chunks(PAGE_SIZE)).enumerate() {
-        let dst = CopyDst::Grant(GrantPtr { domid: vif.domid, gref: GrantRef(req.gref.get()), offset: 0 });
-        ops[i] = Some(CopyOp::new(CopySrc::Local(chunk), dst, chunk.len() as u16));
-        lens[i] = chunk.len();
+    let mut batch: Vec<CopyOp<'_>> = Vec::with_capacity(parts.len() + chunks);
+    let mut page = data_reqs.next();
+    let mut used = 0usize;
+    for part in parts {
+        let mut rest: &[u8] = part;
+        while !rest.is_empty() {
+            if used == PAGE_SIZE {
+                page = data_reqs.next();
+                used = 0;
+            }
+            let Some(req) = page else { return vif.fail(BackError::RxBuffer) };
+            let n = rest.len().min(PAGE_SIZE - used);
+            let dst = CopyDst::Grant(GrantPtr {
+                domid: vif.domid,
+                gref: GrantRef(req.gref.get()),
+                offset: used as u16,
+            });
+            batch.push(CopyOp::new(CopySrc::Local(&rest[..n]), dst, n as u16));
+            rest = &rest[n..];
+            used += n;
+        }
     }
-    let mut batch: Vec<CopyOp<'_>> = ops.iter_mut().filter_map(Option::take).collect();
     broker.copy(me, &mut batch);
     for op in &batch {
         if let Err(status) = op.status {
@@ -1021,12 +1097,13 @@ fn deliver_one<K>(
         let _ = vif.rx.queue_response(&rsp);
     };
     let more = |i: usize| if i + 1 < chunks { netrxf::MORE_DATA } else { 0 };
+    let size = |i: usize| (len - i * PAGE_SIZE).min(PAGE_SIZE) as i16;
     let first_flags = csum | more(0) | if gso.is_some() { netrxf::EXTRA_INFO } else { 0 };
     queue(NetifRxResponse {
         id: reqs[0].id,
         offset: 0.into(),
         flags: first_flags.into(),
-        status: (lens[0] as i16).into(),
+        status: size(0).into(),
     });
     if let Some(ty) = gso {
         queue(NetifRxResponse::from_extra(&NetifExtraInfo::gso(ty, meta.gso_size)));
@@ -1036,9 +1113,9 @@ fn deliver_one<K>(
             id: req.id,
             offset: 0.into(),
             flags: more(i + 1).into(),
-            status: (lens[i + 1] as i16).into(),
+            status: size(i + 1).into(),
         });
     }
     vif.stats.rx_packets += 1;
-    vif.stats.rx_bytes += frame.len() as u64;
+    vif.stats.rx_bytes += len as u64;
 }
