@@ -17,9 +17,11 @@
 //! - **Receive.** The NIC receives frames back to back into a private area ([`RX_AREA`]).
 //!   They are coalesced by reference ([`GroRefTable`], optional): a super-frame is its
 //!   first segment's headers, fixed up, plus the payload ranges still in the area, and is
-//!   grant-copied into the buffers the guest posted straight from there — one batch of copy
-//!   ops, one per (range, posted page) piece — with the GSO extra; every payload byte is
-//!   copied once. Or, with
+//!   copied into the buffers the guest posted straight from there, with the GSO extra:
+//!   each posted page is grant-mapped (pinned) once per frame and the header and payload
+//!   ranges are written through the mapping, so every payload byte is copied once and a page
+//!   that takes many ranges costs one grant-entry update (`benches/gro_rx` measured this
+//!   1.16-1.23x faster than one `Broker::copy` op per (range, page) piece). Or, with
 //!   [`RxDelivery::Flip`], received into a back-end page that is remapped into the guest's
 //!   view ([`PageFlipper`]).
 //! - **Faults.** Any violation of the protocol by a guest — an impossible ring index, a bad
@@ -1059,39 +1061,51 @@ fn deliver_one<K>(
     }
     // Data goes into the first request's buffer and, after the GSO extra's slot, the rest:
     // page after page, each filled before the next, every part split at page boundaries.
-    let mut data_reqs =
+    // Each posted page is mapped (pinned) once for the whole frame, so a page that takes many
+    // parts costs one grant-entry update, not one per part.
+    let data_reqs =
         core::iter::once(reqs[0]).chain(reqs[1 + usize::from(gso.is_some())..needed].iter().copied());
-    let mut batch: Vec<CopyOp<'_>> = Vec::with_capacity(parts.len() + chunks);
-    let mut page = data_reqs.next();
-    let mut used = 0usize;
-    for part in parts {
-        let mut rest: &[u8] = part;
-        while !rest.is_empty() {
-            if used == PAGE_SIZE {
-                page = data_reqs.next();
-                used = 0;
+    let mut pages: [Option<MapHandle<'_>>; MAX_RX_SLOTS] = Default::default();
+    let mut failed = None;
+    for (slot, req) in pages.iter_mut().zip(data_reqs).take(chunks) {
+        let gref = req.gref.get();
+        match broker.map(me, vif.domid, GrantRef(gref), Access::Write) {
+            Ok(h) => *slot = Some(h),
+            Err(status) => {
+                failed = Some(BackError::Grant { gref, status });
+                break;
             }
-            let Some(req) = page else { return vif.fail(BackError::RxBuffer) };
-            let n = rest.len().min(PAGE_SIZE - used);
-            let dst = CopyDst::Grant(GrantPtr {
-                domid: vif.domid,
-                gref: GrantRef(req.gref.get()),
-                offset: used as u16,
-            });
-            batch.push(CopyOp::new(CopySrc::Local(&rest[..n]), dst, n as u16));
-            rest = &rest[n..];
-            used += n;
         }
     }
-    broker.copy(me, &mut batch);
-    for op in &batch {
-        if let Err(status) = op.status {
-            let gref = match op.dst {
-                CopyDst::Grant(p) => p.gref.0,
-                CopyDst::Local(_) => 0,
-            };
-            return vif.fail(BackError::Grant { gref, status });
+    if failed.is_none() {
+        let (mut page, mut used) = (0usize, 0usize);
+        'parts: for part in parts {
+            let mut rest: &[u8] = part;
+            while !rest.is_empty() {
+                if used == PAGE_SIZE {
+                    page += 1;
+                    used = 0;
+                }
+                let Some(h) = pages.get(page).and_then(Option::as_ref) else {
+                    failed = Some(BackError::RxBuffer);
+                    break 'parts;
+                };
+                let n = rest.len().min(PAGE_SIZE - used);
+                if let Err(status) = h.write_bytes(used, &rest[..n]) {
+                    failed = Some(BackError::Grant { gref: h.gref().0, status });
+                    break 'parts;
+                }
+                rest = &rest[n..];
+                used += n;
+            }
         }
+    }
+    for h in pages.iter_mut().filter_map(Option::take) {
+        let unmapped = broker.unmap(h);
+        debug_assert!(unmapped.is_ok(), "our own handle");
+    }
+    if let Some(e) = failed {
+        return vif.fail(e);
     }
     let mut queue = |rsp: NetifRxResponse| {
         let _ = vif.rx.queue_response(&rsp);
