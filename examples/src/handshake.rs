@@ -397,6 +397,42 @@ impl Kv<'_> {
     }
 }
 
+/// Creates a memfd of `len` bytes for guest memory that the peer cannot shrink or grow: made
+/// with `MFD_ALLOW_SEALING`, sized, then sealed `F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`.
+///
+/// Whoever maps a shared file must know its pages stay: if the other side could truncate
+/// it, the mapper's next access would be a SIGBUS (a one-line denial of service against a
+/// back end serving many guests, and against the front end too, since the descriptor is
+/// shared). The back end checks the seals with [`check_sealed`] before mapping.
+pub fn sealed_memfd(name: &str, len: usize) -> io::Result<OwnedFd> {
+    let cname = std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `cname` is a valid NUL-terminated string for the duration of the call.
+    let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    let fd = cvt(fd, "memfd_create")?;
+    // SAFETY: `fd` was just created and nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let file = std::fs::File::from(fd);
+    file.set_len(len as u64)?;
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+    // SAFETY: fcntl(F_ADD_SEALS) on a descriptor we own, with an integer argument.
+    cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) }, "F_ADD_SEALS")?;
+    Ok(file.into())
+}
+
+/// Refuses guest memory the peer could shrink under us (see [`sealed_memfd`]): `Ok` only for
+/// a memfd sealed with `F_SEAL_SHRINK`.
+pub fn check_sealed(fd: BorrowedFd<'_>) -> Result<(), String> {
+    // SAFETY: fcntl(F_GET_SEALS) on a descriptor the caller owns; no pointers are involved.
+    let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+    if seals < 0 {
+        return Err(format!("guest memory is not a sealable memfd: {}", io::Error::last_os_error()));
+    }
+    if seals & libc::F_SEAL_SHRINK == 0 {
+        return Err("guest memory memfd is not sealed against shrinking (F_SEAL_SHRINK)".into());
+    }
+    Ok(())
+}
+
 /// Parses `aa:bb:cc:dd:ee:ff`.
 pub fn parse_mac(v: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];
@@ -1014,6 +1050,21 @@ mod tests {
         bytes.extend_from_slice(&[0; 8]);
         assert_eq!(received_fds(&bytes), vec![7, 8, 9]);
         assert_eq!(received_fds(&bytes[..10]), Vec::<RawFd>::new());
+    }
+
+    #[test]
+    fn sealed_memfds_cannot_be_truncated_and_unsealed_ones_are_refused() {
+        let fd = sealed_memfd("pvio-seal-test", 8192).unwrap();
+        assert_eq!(check_sealed(fd.as_fd()), Ok(()));
+        let file = std::fs::File::from(fd);
+        assert_eq!(file.metadata().unwrap().len(), 8192);
+        assert!(file.set_len(0).is_err(), "shrinking a sealed memfd must fail");
+        assert!(file.set_len(16384).is_err(), "growing a sealed memfd must fail");
+        // A plain memfd (F_SEAL_SEAL only) and a non-memfd are refused.
+        let plain = pvio_ring::MemfdRegion::new("pvio-seal-test", 4096).unwrap();
+        assert!(check_sealed(plain.as_fd()).unwrap_err().contains("F_SEAL_SHRINK"));
+        let devnull = std::fs::File::open("/dev/null").unwrap();
+        assert!(check_sealed(devnull.as_fd()).unwrap_err().contains("not a sealable memfd"));
     }
 
     #[test]

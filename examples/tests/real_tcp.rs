@@ -576,25 +576,46 @@ fn a_hostile_front_end_is_disconnected_and_the_next_one_served() {
     host.configure("pvh0", HOST_IP);
     let idle_fds = open_fds(back_pid);
 
+    let connect = Connect {
+        features: Features::SG | Features::GSO_TCPV4 | Features::RX_COPY,
+        mem_frames: (layout::REGION_LEN / 4096) as u32,
+        tx_ring_frame: layout::TX_RING_FRAME,
+        rx_ring_frame: layout::RX_RING_FRAME,
+        grant_table_frame: layout::GNTTAB_FRAME,
+        grant_entries: layout::GNTTAB_ENTRIES as u32,
+        domid: 7,
+        mac: [0x00, 0x16, 0x3e, 0, 0, 7],
+    };
+
+    // A front end whose memory could be truncated under netback (an unsealed memfd): refused
+    // before anything is mapped.
+    {
+        let chan = Channel::connect(&sock).unwrap();
+        let mem = pvio_ring::MemfdRegion::new("pvio-netfront", layout::REGION_LEN).unwrap();
+        let (to_back, to_front) = (EventFd::new().unwrap(), EventFd::new().unwrap());
+        let err =
+            front_handshake(&chan, &connect, [mem.as_fd(), to_back.as_fd(), to_front.as_fd()]).unwrap_err();
+        assert!(err.to_string().contains("F_SEAL_SHRINK"), "{err}");
+        back.wait_for("session failed", Duration::from_secs(10));
+        eventually("netback holds descriptors of the refused guest", || open_fds(back_pid) == idle_fds);
+        assert_eq!(guest_mappings(back_pid), 0);
+    }
+
     // A front end that connects properly, then publishes an impossible request index.
     {
         let chan = Channel::connect(&sock).unwrap();
-        let mem = GuestMemory::new_4k("pvio-netfront", layout::REGION_LEN).unwrap();
+        let memfd = pvio_examples::handshake::sealed_memfd("pvio-netfront", layout::REGION_LEN).unwrap();
+        let mem = GuestMemory::from_fd(memfd, layout::REGION_LEN).unwrap();
         let _front = NetFront::new(mem.mem(), pvio_grant::DomId(0)).unwrap();
         let (to_back, to_front) = (EventFd::new().unwrap(), EventFd::new().unwrap());
-        let connect = Connect {
-            features: Features::SG | Features::GSO_TCPV4 | Features::RX_COPY,
-            mem_frames: (layout::REGION_LEN / 4096) as u32,
-            tx_ring_frame: layout::TX_RING_FRAME,
-            rx_ring_frame: layout::RX_RING_FRAME,
-            grant_table_frame: layout::GNTTAB_FRAME,
-            grant_entries: layout::GNTTAB_ENTRIES as u32,
-            domid: 7,
-            mac: [0x00, 0x16, 0x3e, 0, 0, 7],
-        };
         let fds = [mem.fd().unwrap(), to_back.as_fd(), to_front.as_fd()];
         front_handshake(&chan, &connect, fds).unwrap();
         back.wait_for("connected", Duration::from_secs(10));
+        // Truncating the memory under netback would be a SIGBUS there: the seals forbid it
+        // (this fails if netback accepted an unsealed memfd, or the seals are missing).
+        let file = std::fs::File::from(mem.fd().unwrap().try_clone_to_owned().unwrap());
+        assert!(file.set_len(0).is_err(), "the guest memory handed to netback can be truncated");
+        drop(file);
         let tx_ring = layout::TX_RING_FRAME as usize * 4096;
         mem.mem().write(tx_ring + REQ_PROD_OFFSET, &0x8000_0000u32).unwrap();
         to_back.notify().unwrap();

@@ -348,6 +348,10 @@ fn session(chan: &Channel, dev: &mut Device, ctx: &Ctx<'_>) -> Result<End, Strin
         chan.send_error(&e);
         return Err(e);
     }
+    if let Err(e) = handshake::check_sealed(fds.mem.as_fd()) {
+        chan.send_error(&e);
+        return Err(e);
+    }
     let guest =
         GuestMemory::from_fd(fds.mem, layout::REGION_LEN).map_err(|e| format!("map guest memory: {e}"))?;
     let to_back = EventFd::from_fd(fds.to_back).map_err(|e| e.to_string())?;

@@ -164,8 +164,11 @@ fn session(
     totals: &Totals,
     printer: &mut StatsPrinter,
 ) -> Result<End, String> {
-    let guest =
-        GuestMemory::new_4k("pvio-netfront", layout::REGION_LEN).map_err(|e| format!("guest memory: {e}"))?;
+    // Sealed against shrinking and growing before anyone maps it: netback refuses anything
+    // else, and the back end cannot truncate it under us either.
+    let memfd =
+        handshake::sealed_memfd("pvio-netfront", layout::REGION_LEN).map_err(|e| format!("memfd: {e}"))?;
+    let guest = GuestMemory::from_fd(memfd, layout::REGION_LEN).map_err(|e| format!("guest memory: {e}"))?;
     let mut front = NetFront::new(guest.mem(), BACKEND_DOMID).map_err(|e| format!("rings: {e}"))?;
     let to_back = EventFd::new().map_err(|e| e.to_string())?;
     let to_front = EventFd::new().map_err(|e| e.to_string())?;
