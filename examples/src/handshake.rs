@@ -433,6 +433,19 @@ pub fn check_sealed(fd: BorrowedFd<'_>) -> Result<(), String> {
     Ok(())
 }
 
+/// `Ok` only if `fd` is an eventfd (what `/proc/self/fd` calls `anon_inode:[eventfd]`): a
+/// peer handing over a pipe, a socket or a file as its event channel is refused rather than
+/// read from and written to.
+pub fn check_eventfd(fd: BorrowedFd<'_>) -> Result<(), String> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|e| format!("cannot inspect the event channel descriptor: {e}"))?;
+    if link.as_os_str() == "anon_inode:[eventfd]" {
+        Ok(())
+    } else {
+        Err(format!("event channel descriptor is {}, not an eventfd", link.display()))
+    }
+}
+
 /// Parses `aa:bb:cc:dd:ee:ff`.
 pub fn parse_mac(v: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];
@@ -1065,6 +1078,18 @@ mod tests {
         assert!(check_sealed(plain.as_fd()).unwrap_err().contains("F_SEAL_SHRINK"));
         let devnull = std::fs::File::open("/dev/null").unwrap();
         assert!(check_sealed(devnull.as_fd()).unwrap_err().contains("not a sealable memfd"));
+    }
+
+    #[test]
+    fn only_eventfds_pass_as_event_channels() {
+        let ev = pvio_ring::EventFd::new().unwrap();
+        assert_eq!(check_eventfd(ev.as_fd()), Ok(()));
+        let devnull = std::fs::File::open("/dev/null").unwrap();
+        assert!(check_eventfd(devnull.as_fd()).unwrap_err().contains("/dev/null"));
+        let (a, _b) = Channel::pair().unwrap();
+        // SAFETY: the descriptor stays open (owned by `a`) while the borrow is used.
+        let sock = unsafe { BorrowedFd::borrow_raw(a.as_raw_fd()) };
+        assert!(check_eventfd(sock).unwrap_err().contains("socket"));
     }
 
     #[test]

@@ -348,7 +348,10 @@ fn session(chan: &Channel, dev: &mut Device, ctx: &Ctx<'_>) -> Result<End, Strin
         chan.send_error(&e);
         return Err(e);
     }
-    if let Err(e) = handshake::check_sealed(fds.mem.as_fd()) {
+    let checked = handshake::check_sealed(fds.mem.as_fd())
+        .and_then(|()| handshake::check_eventfd(fds.to_back.as_fd()))
+        .and_then(|()| handshake::check_eventfd(fds.to_front.as_fd()));
+    if let Err(e) = checked {
         chan.send_error(&e);
         return Err(e);
     }
