@@ -147,7 +147,47 @@ pub struct NicStats {
     pub rx_bytes: AtomicU64,
     /// The first reason a transmitted frame was invalid.
     pub first_invalid: Mutex<Option<Invalid>>,
+    /// Time the model itself spends (DMA, validation, the far end's traffic generation), in
+    /// transmit calls and in receive calls: see [`ModelTime`].
+    pub model_time: [ModelTime; 2],
 }
+
+/// A sampled estimate of the time a [`ModelNic`] spends in one kind of call, so that a
+/// measurement can tell the model's work (which a real NIC, or the far end of its wire, would
+/// do) from the back end's. About one call in eight, chosen pseudo-randomly, is timed with the
+/// monotonic clock; a timed call that took more than [`ModelTime::OUTLIER_NS`] was preempted
+/// and its sample is discarded (wall time, not CPU time). The estimate is the mean of the
+/// samples times the number of calls.
+#[derive(Debug, Default)]
+pub struct ModelTime {
+    /// Calls made.
+    pub calls: AtomicU64,
+    /// Calls timed (and kept).
+    pub sampled: AtomicU64,
+    /// Their total nanoseconds.
+    pub sampled_ns: AtomicU64,
+}
+
+impl ModelTime {
+    /// A timed call longer than this was preempted: its sample is discarded. A 64 KiB
+    /// super-frame's DMA, checksum and validation take some tens of microseconds.
+    pub const OUTLIER_NS: u64 = 500_000;
+
+    /// Estimated seconds spent in the calls so far.
+    pub fn secs(&self) -> f64 {
+        let sampled = self.sampled.load(Ordering::Relaxed);
+        if sampled == 0 {
+            return 0.0;
+        }
+        let mean = self.sampled_ns.load(Ordering::Relaxed) as f64 / sampled as f64;
+        mean * self.calls.load(Ordering::Relaxed) as f64 / 1e9
+    }
+}
+
+/// Index of transmit calls in [`NicStats::model_time`].
+pub const MODEL_TX: usize = 0;
+/// Index of receive calls in [`NicStats::model_time`].
+pub const MODEL_RX: usize = 1;
 
 /// Why the model NIC failed: only a refused read of guest memory (a back-end bug: the pages
 /// it hands over are checked).
@@ -173,9 +213,33 @@ pub struct ModelNic {
     dma: Vec<u8>,
     rx: Vec<TcpSender>,
     next_rx: usize,
+    /// xorshift state choosing the calls that are timed.
+    sample_rng: u32,
 }
 
 impl ModelNic {
+    /// Runs `f`, counting the call in `model_time[kind]` and timing about one in eight.
+    fn timed<R>(&mut self, kind: usize, f: impl FnOnce(&mut Self) -> R) -> R {
+        let mut x = self.sample_rng;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.sample_rng = x;
+        self.stats.model_time[kind].calls.fetch_add(1, Ordering::Relaxed);
+        if x & 7 != 0 {
+            return f(self);
+        }
+        let start = std::time::Instant::now();
+        let r = f(self);
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let t = &self.stats.model_time[kind];
+        if ns <= ModelTime::OUTLIER_NS {
+            t.sampled.fetch_add(1, Ordering::Relaxed);
+            t.sampled_ns.fetch_add(ns, Ordering::Relaxed);
+        }
+        r
+    }
+
     /// A NIC with these offloads and no receive traffic.
     pub fn new(caps: NicCaps) -> Self {
         ModelNic {
@@ -185,6 +249,7 @@ impl ModelNic {
             dma: vec![0; MAX_FRAME + 4096],
             rx: Vec::new(),
             next_rx: 0,
+            sample_rng: 0x9e37_79b9,
         }
     }
 
@@ -231,6 +296,20 @@ impl Nic for ModelNic {
     }
 
     fn transmit(&mut self, frame: &TxFrame<'_, '_>) -> Result<(), ModelNicError> {
+        self.timed(MODEL_TX, |nic| nic.transmit_inner(frame))
+    }
+
+    fn receive(&mut self, buf: &mut [u8]) -> Result<Option<RxInfo>, ModelNicError> {
+        self.timed(MODEL_RX, |nic| nic.receive_inner(buf))
+    }
+
+    fn receive_shared(&mut self, dst: &SharedMem<'_>) -> Result<Option<RxInfo>, ModelNicError> {
+        self.timed(MODEL_RX, |nic| nic.receive_shared_inner(dst))
+    }
+}
+
+impl ModelNic {
+    fn transmit_inner(&mut self, frame: &TxFrame<'_, '_>) -> Result<(), ModelNicError> {
         let (segs, bytes) = (self.checker.segments, self.checker.bytes);
         match self.validate(frame) {
             Ok(()) => {
@@ -247,7 +326,7 @@ impl Nic for ModelNic {
         Ok(())
     }
 
-    fn receive(&mut self, buf: &mut [u8]) -> Result<Option<RxInfo>, ModelNicError> {
+    fn receive_inner(&mut self, buf: &mut [u8]) -> Result<Option<RxInfo>, ModelNicError> {
         let Some(info) = self.next_rx_frame(|hdr, payload| {
             let len = HDR_LEN + payload.len();
             let out = buf.get_mut(..len)?;
@@ -260,7 +339,7 @@ impl Nic for ModelNic {
         Ok(Some(info))
     }
 
-    fn receive_shared(&mut self, dst: &SharedMem<'_>) -> Result<Option<RxInfo>, ModelNicError> {
+    fn receive_shared_inner(&mut self, dst: &SharedMem<'_>) -> Result<Option<RxInfo>, ModelNicError> {
         let mut err = None;
         let info = self.next_rx_frame(|hdr, payload| {
             let r = dst.write_bytes(0, hdr).and_then(|()| dst.write_bytes(HDR_LEN, payload));
