@@ -5,6 +5,12 @@
 //! in a memfd, with event notifications, and prints the rate. The netfront/netback pair
 //! arrives with the driver/guest issue.
 //!
+//! The separate-process pair (`netfront`, `netback`, and the `tap_forwarder` baseline) is
+//! built from [`tap`] (TAP with vnet header and `TUNSETOFFLOAD`), [`afpacket`] (`AF_PACKET`
+//! with `PACKET_VNET_HDR`), [`handshake`] (the Unix-socket control channel: versioned,
+//! xenstore-style feature negotiation, memfd and eventfds passed with `SCM_RIGHTS`, peer
+//! hangup) and [`daemon`] (signals, counters, periodic statistics) around the [`net`] core.
+//!
 //! The shared logic lives here so that it is tested: [`ring_demo::run`] is what the binary
 //! calls.
 //!
@@ -15,4 +21,10 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod afpacket;
+pub mod daemon;
+pub mod handshake;
+pub mod net;
+pub mod netpair;
 pub mod ring_demo;
+pub mod tap;

@@ -41,9 +41,12 @@
 //!   does not compare either), and the frames a super-frame holds were received in that
 //!   order;
 //! - every frame received is delivered exactly once: the segments delivered add up to the
-//!   frames received, and each matches a distinct one.
+//!   frames received, and each matches a distinct one;
+//! - GRO by reference ([`GroRefTable`] of the same size, its pieces gathered from the frames
+//!   received) delivers exactly what [`GroTable`] delivers, at the same moments, and names no
+//!   frame after `flush_all`.
 
-use pvio_offload::gro::{Cause, GroTable, FLOW_BUF_LEN, MIN_FLOW_BUF_LEN};
+use pvio_offload::gro::{Cause, GroRefTable, GroTable, RefDelivery, FLOW_BUF_LEN, MIN_FLOW_BUF_LEN};
 use pvio_offload::{parse, ChecksumMode, ChecksumState, GsoKind, Layout, OffloadMeta, Segmenter, L3, L4};
 
 use super::offload_frames::{csum_eq, fill_l4_checksum, fill_pseudo, fix_ipv4_checksum, fix_lengths, Input};
@@ -88,6 +91,10 @@ fn drive<const F: usize>(share: usize, mut input: Input<'_>) {
     assert!(GroTable::<F>::new(&mut tiny).is_err(), "a buffer too small was accepted");
     let mut buf = vec![0u8; F * share];
     let mut gro = GroTable::<F>::new(&mut buf).expect("buffer is large enough");
+    // Enough pieces that only bytes, never pieces, end a super-frame: the same as `gro`.
+    let mut by_ref =
+        Box::new(GroRefTable::<usize, F, MAX_FRAMES>::new(share).expect("share is large enough"));
+    let mut all: Vec<Vec<u8>> = Vec::new();
 
     let mut received: Vec<Received> = Vec::new();
     let mut last: Vec<u8> = Vec::new();
@@ -99,6 +106,9 @@ fn drive<const F: usize>(share: usize, mut input: Input<'_>) {
                 let mut outs = Vec::new();
                 gro.flush_all(|d| outs.push(copy(&d, None)));
                 assert_eq!(gro.held(), 0, "flows held after flush_all");
+                let mut refs = Vec::new();
+                by_ref.flush_all(|d| refs.push(gather(&d, &all)));
+                same(&outs, &refs);
                 check(&mut received, outs);
                 continue;
             }
@@ -133,6 +143,11 @@ fn drive<const F: usize>(share: usize, mut input: Input<'_>) {
         let mut outs = Vec::new();
         gro.receive(&frame, hint, |d| outs.push(copy(&d, Some(&frame))));
         assert!(gro.held() <= F);
+        all.push(frame.clone());
+        let mut refs = Vec::new();
+        by_ref.receive(&frame, all.len() - 1, hint, |d| refs.push(gather(&d, &all)));
+        same(&outs, &refs);
+        assert_eq!(gro.held(), by_ref.held());
         received.push(Received { frame: frame.clone(), hint, delivered: false });
         check(&mut received, outs);
         last = frame;
@@ -140,6 +155,10 @@ fn drive<const F: usize>(share: usize, mut input: Input<'_>) {
     let mut outs = Vec::new();
     gro.flush_all(|d| outs.push(copy(&d, None)));
     assert_eq!(gro.held(), 0, "flows held after flush_all");
+    let mut refs = Vec::new();
+    by_ref.flush_all(|d| refs.push(gather(&d, &all)));
+    same(&outs, &refs);
+    assert!((0..all.len()).all(|i| !by_ref.refers_to(i)), "a frame named after flush_all");
     check(&mut received, outs);
     let missing = received.iter().filter(|r| !r.delivered).count();
     assert_eq!(missing, 0, "{missing} of {} frames never delivered", received.len());
@@ -153,6 +172,37 @@ fn copy(d: &pvio_offload::Delivery<'_>, current: Option<&[u8]>) -> Out {
         fixed_ip_id: d.fixed_ip_id,
         cause: d.cause,
         same_slice: current.is_some_and(|c| core::ptr::eq(c, d.frame)),
+    }
+}
+
+/// A by-reference delivery with its pieces gathered from the frames received (`all`).
+fn gather(d: &RefDelivery<'_, usize>, all: &[Vec<u8>]) -> Out {
+    let mut frame = d.header.to_vec();
+    for p in d.pieces {
+        frame.extend_from_slice(&all[p.frame][p.offset..p.offset + p.len]);
+    }
+    if matches!(d.cause, Cause::Flushed(_)) {
+        assert_eq!(d.pieces.len(), d.segments as usize, "one piece per segment");
+    }
+    Out {
+        frame,
+        meta: d.meta,
+        segments: d.segments,
+        fixed_ip_id: d.fixed_ip_id,
+        cause: d.cause,
+        same_slice: false,
+    }
+}
+
+/// The contiguous and the by-reference table delivered the same.
+fn same(outs: &[Out], refs: &[Out]) {
+    assert_eq!(outs.len(), refs.len(), "deliveries: contiguous vs by reference");
+    for (o, r) in outs.iter().zip(refs) {
+        assert_eq!(
+            (o.meta, o.segments, o.fixed_ip_id, o.cause),
+            (r.meta, r.segments, r.fixed_ip_id, r.cause)
+        );
+        assert!(o.frame == r.frame, "by reference delivered other bytes: {:?}", o.cause);
     }
 }
 

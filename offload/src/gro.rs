@@ -57,6 +57,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! **By reference.** [`GroRefTable`] applies the same rules and delivers the same frames, but
+//! copies no payload: a held flow keeps its first segment's headers and a list of
+//! [`Piece`]s (which of the caller's received frames, which bytes), and a super-frame leaves
+//! as fixed-up headers plus that list ([`RefDelivery`]). The caller, which must leave those
+//! frames untouched until they are delivered, then copies each payload byte once, from the
+//! NIC's buffer to its destination — what Linux's GRO achieves by chaining the segments'
+//! pages as frags. Bounded by `PIECES` segments per super-frame as well as by 64 KiB.
+//!
 //! # What coalesces (the rules, and where they differ from Linux)
 //!
 //! A frame is a **candidate** if it is Ethernet (up to two VLAN tags) + IPv4 without options
@@ -162,6 +170,7 @@ use thiserror::Error;
 use crate::checksum;
 use crate::error::ParseError;
 use crate::ether::{self, MAX_VLAN_TAGS};
+use crate::gso::MAX_HEADER_LEN;
 use crate::ipv4;
 use crate::ipv6;
 use crate::meta::{non_gso_extension, ChecksumState, GsoKind, OffloadMeta};
@@ -332,6 +341,8 @@ struct Held {
     born: u64,
     /// The checksum state to report if the flow stays one frame.
     csum: ChecksumState,
+    /// The TCP ports word, to turn other flows away before comparing headers.
+    ports: u32,
 }
 
 struct Slot<'b> {
@@ -480,9 +491,10 @@ impl<'b, const FLOWS: usize> GroTable<'b, FLOWS> {
 
     /// The held flow `frame` (a parsed TCP frame, its flow key at `key`) belongs to.
     fn find(&self, frame: &[u8], key: Key) -> Option<usize> {
-        self.slots
-            .iter()
-            .position(|s| s.held.as_ref().is_some_and(|h| same_flow(&s.buf[..h.hl], h, frame, key)))
+        let p = ports(frame, key.l4);
+        self.slots.iter().position(|s| {
+            s.held.as_ref().is_some_and(|h| h.ports == p && same_flow(&s.buf[..h.hl], h, frame, key))
+        })
     }
 
     fn oldest(&self) -> Option<usize> {
@@ -500,14 +512,13 @@ impl<'b, const FLOWS: usize> GroTable<'b, FLOWS> {
     fn flush<F: FnMut(Delivery<'_>)>(&mut self, i: usize, why: FlushReason, deliver: &mut F) {
         let slot = &mut self.slots[i];
         let Some(h) = slot.held.take() else { return };
-        let frame = &mut slot.buf[..h.len];
         let meta = if h.count == 1 {
             OffloadMeta { csum: h.csum, ..OffloadMeta::NONE }
         } else {
-            complete(frame, &h)
+            complete(&mut slot.buf[..h.hl], h.len, &h)
         };
         deliver(Delivery {
-            frame,
+            frame: &slot.buf[..h.len],
             meta,
             segments: h.count,
             fixed_ip_id: h.fixed_id,
@@ -516,13 +527,286 @@ impl<'b, const FLOWS: usize> GroTable<'b, FLOWS> {
     }
 }
 
-impl Slot<'_> {
-    fn hold(&mut self, c: &Candidate<'_>, born: u64) {
-        let len = c.frame.len();
-        // `classify` checked that the frame fits a share.
-        self.buf[..len].copy_from_slice(c.frame);
-        self.held = Some(Held {
-            len,
+/// A run of payload bytes that a by-reference super-frame holds: `len` bytes at `offset` of
+/// the received frame the caller named `frame` when it handed it to
+/// [`GroRefTable::receive`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Piece<T> {
+    /// The caller's name for the received frame (an index or offset into its receive
+    /// buffers).
+    pub frame: T,
+    /// Where the bytes start in that frame.
+    pub offset: usize,
+    /// How many bytes.
+    pub len: usize,
+}
+
+/// One frame leaving a [`GroRefTable`]: `header` followed by the bytes of `pieces`, in order.
+#[derive(Clone, Copy, Debug)]
+pub struct RefDelivery<'a, T> {
+    /// A super-frame's or held frame's headers, fixed up as [`Delivery::frame`]'s are; or,
+    /// for a frame passed through, the whole received frame, unchanged (then `pieces` is
+    /// empty).
+    pub header: &'a [u8],
+    /// The payload, by reference into the caller's received frames: one piece per segment.
+    pub pieces: &'a [Piece<T>],
+    /// As [`Delivery::meta`].
+    pub meta: OffloadMeta,
+    /// As [`Delivery::segments`] (= `pieces.len()` for a held flow).
+    pub segments: u32,
+    /// As [`Delivery::fixed_ip_id`].
+    pub fixed_ip_id: bool,
+    /// As [`Delivery::cause`].
+    pub cause: Cause,
+}
+
+impl<T> RefDelivery<'_, T> {
+    /// The frame's length: header plus pieces.
+    pub fn len(&self) -> usize {
+        self.header.len() + self.pieces.iter().map(|p| p.len).sum::<usize>()
+    }
+
+    /// Whether the frame is empty (never, for a delivery).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A held flow of a [`GroRefTable`]: the first segment's headers, and one piece per segment.
+struct RefSlot<T, const PIECES: usize> {
+    hdr: [u8; MAX_HEADER_LEN],
+    pieces: [Piece<T>; PIECES],
+    held: Option<Held>,
+}
+
+/// GRO **by reference**: the same rules, flows and deliveries as [`GroTable`], but a held
+/// flow keeps only a copy of its first segment's headers (at most
+/// [`gso::MAX_HEADER_LEN`](crate::gso::MAX_HEADER_LEN) bytes) and a list of [`Piece`]s — where
+/// each segment's payload lies in the caller's receive buffers — instead of copying the
+/// payload. A super-frame leaves as its fixed-up headers plus that list
+/// ([`RefDelivery`]), so the caller copies every payload byte once, from the buffer the NIC
+/// wrote it to straight to its destination (Linux's GRO chains the segments' pages as frags in
+/// the same way).
+///
+/// Limits: a super-frame holds at most `PIECES` segments (then [`FlushReason::Full`], as for
+/// 64 KiB) and at most `max_len` bytes ([`new`](Self::new)); `FLOWS` flows are held at once.
+/// No allocation; the table is `FLOWS * (256 + PIECES * size_of::<Piece<T>>())` bytes.
+///
+/// **The caller's promise:** the bytes of a frame handed to [`receive`](Self::receive) stay
+/// where they are, unchanged, until every delivery naming it has been made — until
+/// [`held`](Self::held) is 0 (after [`flush_all`](Self::flush_all)), or, finer, until the
+/// held flows no longer name it. The checks GRO made (checksums, sequence numbers) are only
+/// true of the bytes as they were. Memory the caller shares with an untrusted peer is no place
+/// for received frames; a NIC's private receive buffers are.
+///
+/// ```
+/// use pvio_offload::gro::{GroRefTable, Piece, FLOW_BUF_LEN};
+/// use pvio_offload::ChecksumState;
+/// # let segment = |_i: u32| -> Vec<u8> { vec![0u8; 60] };
+/// // Frames stay in the caller's buffers, named by their index.
+/// let frames: Vec<Vec<u8>> = (0..3).map(segment).collect();
+/// let mut gro = GroRefTable::<usize, 4, 64>::new(FLOW_BUF_LEN)?;
+/// let mut out = Vec::new();
+/// let gather = |d: pvio_offload::gro::RefDelivery<'_, usize>, out: &mut Vec<Vec<u8>>| {
+///     let mut f = d.header.to_vec();
+///     for p in d.pieces {
+///         f.extend_from_slice(&frames[p.frame][p.offset..p.offset + p.len]);
+///     }
+///     out.push(f);
+/// };
+/// for (i, f) in frames.iter().enumerate() {
+///     gro.receive(f, i, ChecksumState::None, |d| gather(d, &mut out));
+/// }
+/// gro.flush_all(|d| gather(d, &mut out));
+/// assert_eq!(out.len(), 3); // not TCP: passed through
+/// # Ok::<(), pvio_offload::gro::GroError>(())
+/// ```
+pub struct GroRefTable<T, const FLOWS: usize, const PIECES: usize> {
+    slots: [RefSlot<T, PIECES>; FLOWS],
+    max_len: usize,
+    clock: u64,
+}
+
+impl<T, const FLOWS: usize, const PIECES: usize> fmt::Debug for GroRefTable<T, FLOWS, PIECES> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroRefTable")
+            .field("flows", &FLOWS)
+            .field("pieces", &PIECES)
+            .field("max_len", &self.max_len)
+            .field("held", &self.held())
+            .finish()
+    }
+}
+
+impl<T, const FLOWS: usize, const PIECES: usize> GroRefTable<T, FLOWS, PIECES> {
+    /// How many flows are held.
+    pub fn held(&self) -> usize {
+        self.slots.iter().filter(|s| s.held.is_some()).count()
+    }
+}
+
+impl<T: Copy + Default, const FLOWS: usize, const PIECES: usize> GroRefTable<T, FLOWS, PIECES> {
+    /// A table whose super-frames reach at most `max_len` bytes (capped at
+    /// [`FLOW_BUF_LEN`]; a [`GroTable`] share of the same size coalesces the same). Fails if
+    /// `max_len` is below [`MIN_FLOW_BUF_LEN`] or `FLOWS` is 0. `PIECES` must be at least 1
+    /// (checked at compile time).
+    pub fn new(max_len: usize) -> Result<Self, GroError> {
+        const { assert!(PIECES > 0, "a flow holds at least one piece") };
+        if max_len < MIN_FLOW_BUF_LEN || FLOWS == 0 {
+            return Err(GroError::BufferTooSmall { available: max_len, flows: FLOWS, min: MIN_FLOW_BUF_LEN });
+        }
+        Ok(GroRefTable {
+            slots: core::array::from_fn(|_| RefSlot {
+                hdr: [0; MAX_HEADER_LEN],
+                pieces: [Piece::default(); PIECES],
+                held: None,
+            }),
+            max_len: max_len.min(FLOW_BUF_LEN),
+            clock: 0,
+        })
+    }
+
+    /// Whether a held flow names the frame `frame` in one of its pieces (its bytes must stay
+    /// as they are).
+    pub fn refers_to(&self, frame: T) -> bool
+    where
+        T: PartialEq,
+    {
+        self.slots.iter().any(|s| {
+            s.held.as_ref().is_some_and(|h| s.pieces[..h.count as usize].iter().any(|p| p.frame == frame))
+        })
+    }
+
+    /// As [`GroTable::receive`], for the frame the caller names `name`; a held flow records
+    /// where its payload lies instead of copying it (see the [type docs](Self) for the
+    /// promise this asks of the caller).
+    pub fn receive<F: FnMut(RefDelivery<'_, T>)>(
+        &mut self,
+        frame: &[u8],
+        name: T,
+        csum: ChecksumState,
+        mut deliver: F,
+    ) -> Received {
+        let cand = match classify(frame, csum, self.max_len) {
+            Classified::Foreign(why) => return pass_ref(frame, csum, why, &mut deliver),
+            Classified::Rejected(why, key) => {
+                if let Some(i) = self.find(frame, key) {
+                    self.flush(i, FlushReason::NotCoalescible(why), &mut deliver);
+                }
+                return pass_ref(frame, csum, why, &mut deliver);
+            }
+            Classified::Candidate(c) => c,
+        };
+        if let Some(i) = self.find(cand.frame, Key { l3: cand.l3, l4: cand.l4, v4: cand.v4 }) {
+            let slot = &mut self.slots[i];
+            let appended = match slot.held.as_mut() {
+                Some(h) => may_append(&slot.hdr[..h.hl], h, &cand, self.max_len).and_then(|fixed| {
+                    let n = h.count as usize;
+                    let piece = slot.pieces.get_mut(n).ok_or(FlushReason::Full)?;
+                    *piece = Piece { frame: name, offset: cand.hl, len: cand.payload_len() };
+                    Ok(h.appended(&mut slot.hdr[..h.hl], &cand, fixed))
+                }),
+                None => Err(FlushReason::Explicit),
+            };
+            match appended {
+                Ok(done) => {
+                    if let Some(why) = done {
+                        self.flush(i, why, &mut deliver);
+                    }
+                    return Received::Appended;
+                }
+                Err(why) => self.flush(i, why, &mut deliver),
+            }
+        }
+        let end = cand.flags & (TcpFlags::PSH | TcpFlags::FIN);
+        if !end.is_empty() {
+            return pass_ref(frame, cand.csum, PassReason::EndFlags(end), &mut deliver);
+        }
+        let i = match self.slots.iter().position(|s| s.held.is_none()) {
+            Some(i) => i,
+            None => {
+                let oldest = self.oldest().unwrap_or(0);
+                self.flush(oldest, FlushReason::Evicted, &mut deliver);
+                oldest
+            }
+        };
+        self.clock += 1;
+        let slot = &mut self.slots[i];
+        // `classify` bounded the headers by MAX_HEADER_LEN.
+        slot.hdr[..cand.hl].copy_from_slice(&cand.frame[..cand.hl]);
+        slot.pieces[0] = Piece { frame: name, offset: cand.hl, len: cand.payload_len() };
+        slot.held = Some(Held::first(&cand, self.clock));
+        Received::Held
+    }
+
+    /// Delivers every held flow, oldest first. Afterwards no frame is referred to.
+    pub fn flush_all<F: FnMut(RefDelivery<'_, T>)>(&mut self, mut deliver: F) {
+        while let Some(i) = self.oldest() {
+            self.flush(i, FlushReason::Explicit, &mut deliver);
+        }
+    }
+
+    fn find(&self, frame: &[u8], key: Key) -> Option<usize> {
+        let p = ports(frame, key.l4);
+        self.slots.iter().position(|s| {
+            s.held.as_ref().is_some_and(|h| h.ports == p && same_flow(&s.hdr[..h.hl], h, frame, key))
+        })
+    }
+
+    fn oldest(&self) -> Option<usize> {
+        let mut best: Option<(usize, u64)> = None;
+        for (i, s) in self.slots.iter().enumerate() {
+            if let Some(h) = &s.held {
+                if best.is_none_or(|(_, born)| h.born < born) {
+                    best = Some((i, h.born));
+                }
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    fn flush<F: FnMut(RefDelivery<'_, T>)>(&mut self, i: usize, why: FlushReason, deliver: &mut F) {
+        let slot = &mut self.slots[i];
+        let Some(h) = slot.held.take() else { return };
+        let meta = if h.count == 1 {
+            OffloadMeta { csum: h.csum, ..OffloadMeta::NONE }
+        } else {
+            complete(&mut slot.hdr[..h.hl], h.len, &h)
+        };
+        deliver(RefDelivery {
+            header: &slot.hdr[..h.hl],
+            pieces: &slot.pieces[..h.count as usize],
+            meta,
+            segments: h.count,
+            fixed_ip_id: h.fixed_id,
+            cause: Cause::Flushed(why),
+        });
+    }
+}
+
+/// [`pass`] for a [`GroRefTable`]: the whole frame as the header, no pieces.
+fn pass_ref<T, F: FnMut(RefDelivery<'_, T>)>(
+    frame: &[u8],
+    csum: ChecksumState,
+    why: PassReason,
+    deliver: &mut F,
+) -> Received {
+    deliver(RefDelivery {
+        header: frame,
+        pieces: &[],
+        meta: OffloadMeta { csum, ..OffloadMeta::NONE },
+        segments: 1,
+        fixed_ip_id: false,
+        cause: Cause::PassedThrough(why),
+    });
+    Received::PassedThrough
+}
+
+impl Held {
+    /// The state of a flow that `c` starts.
+    fn first(c: &Candidate<'_>, born: u64) -> Held {
+        Held {
+            len: c.frame.len(),
             l3: c.l3,
             l4: c.l4,
             hl: c.hl,
@@ -533,115 +817,167 @@ impl Slot<'_> {
             fixed_id: false,
             born,
             csum: c.csum,
-        });
+            ports: ports(c.frame, c.l4),
+        }
+    }
+
+    /// Records `c`'s payload as appended: ORs its FIN/PSH into the held headers `hdr`
+    /// (`..hl`); `Some(reason)` if the flow is to be delivered now.
+    fn appended(&mut self, hdr: &mut [u8], c: &Candidate<'_>, fixed_id: bool) -> Option<FlushReason> {
+        let plen = c.payload_len();
+        let end = c.flags & (TcpFlags::FIN | TcpFlags::PSH);
+        hdr[self.l4 + TCP_FLAGS_BYTE] |= end.bits() as u8;
+        self.len += plen;
+        self.count += 1;
+        self.next_seq = self.next_seq.wrapping_add(plen as u32);
+        self.fixed_id = fixed_id;
+        if !end.is_empty() {
+            Some(FlushReason::EndFlags)
+        } else if plen < self.mss {
+            Some(FlushReason::ShortSegment)
+        } else {
+            None
+        }
+    }
+}
+
+impl Slot<'_> {
+    fn hold(&mut self, c: &Candidate<'_>, born: u64) {
+        let len = c.frame.len();
+        // `classify` checked that the frame fits a share.
+        self.buf[..len].copy_from_slice(c.frame);
+        self.held = Some(Held::first(c, born));
     }
 
     /// Appends `c` (of this slot's flow) if Linux would; `Ok(Some(reason))` if the flow is
     /// to be delivered now, `Err(reason)` if `c` cannot be appended.
     fn try_append(&mut self, c: &Candidate<'_>) -> Result<Option<FlushReason>, FlushReason> {
         let Some(h) = self.held.as_mut() else { return Err(FlushReason::Explicit) };
-        let (old, new) = (&self.buf[..h.hl], c.frame);
-        // Same flow: same link header and IP header length, so the same offsets.
-        debug_assert!(c.l3 == h.l3 && c.l4 == h.l4);
-        if c.hl != h.hl {
-            return Err(FlushReason::FlagsChanged); // data offset differs
-        }
-        let (l3, l4) = (h.l3, h.l4);
-        let (ot, nt) = (&old[l4..], &new[l4..c.hl]);
-        if c.flags.contains(TcpFlags::CWR) {
-            return Err(FlushReason::Cwr);
-        }
-        let word = |t: &[u8]| {
-            let w = &t[TCP_FLAG_WORD];
-            u32::from_be_bytes([w[0], w[1], w[2], w[3]])
-        };
-        let mask = !((u32::from((TcpFlags::CWR | TcpFlags::FIN | TcpFlags::PSH).bits())) << 16);
-        let diff = (word(ot) ^ word(nt)) & mask;
-        if diff & 0xffff_0000 != 0 {
-            return Err(FlushReason::FlagsChanged);
-        }
-        if diff != 0 {
-            return Err(FlushReason::WindowChanged);
-        }
-        let (ot, nt) = (tcp::Packet::new_unchecked(ot), tcp::Packet::new_unchecked(nt));
-        if ot.ack_number() != nt.ack_number() {
-            return Err(FlushReason::AckChanged);
-        }
-        if old[l4 + TCP_OPTIONS..h.hl] != new[l4 + TCP_OPTIONS..c.hl] {
-            return Err(FlushReason::OptionsChanged);
-        }
-        let mut fixed_id = h.fixed_id;
-        if h.v4 {
-            let (oi, ni) =
-                (ipv4::Packet::new_unchecked(&old[l3..l4]), ipv4::Packet::new_unchecked(&new[l3..l4]));
-            // TOS (byte 1), flags/fragment word (6..8), TTL (8).
-            if old[l3 + 1] != new[l3 + 1] || old[l3 + 6..l3 + 9] != new[l3 + 6..l3 + 9] {
-                return Err(FlushReason::IpChanged);
-            }
-            let offset = ni.ident().wrapping_sub(oi.ident());
-            if h.count == 1 && ni.dont_frag() && offset == 0 {
-                fixed_id = true;
-            }
-            let expected = if fixed_id { 0 } else { h.count as u16 };
-            if offset != expected {
-                return Err(FlushReason::IpIdNotSequential);
-            }
-        } else {
-            let (oi, ni) =
-                (ipv6::Packet::new_unchecked(&old[l3..l4]), ipv6::Packet::new_unchecked(&new[l3..l4]));
-            if oi.traffic_class() != ni.traffic_class() || oi.hop_limit() != ni.hop_limit() {
-                return Err(FlushReason::IpChanged);
-            }
-        }
-        let plen = c.payload_len();
-        if plen > h.mss {
-            return Err(FlushReason::LargerThanMss);
-        }
-        if c.seq != h.next_seq {
-            return Err(FlushReason::SeqNotNext);
-        }
-        let new_len = h.len + plen;
-        if new_len - l3 > MAX_IP_LEN || new_len > self.buf.len() {
-            return Err(FlushReason::Full);
-        }
-        self.buf[h.len..new_len].copy_from_slice(&new[c.hl..]);
-        let end = c.flags & (TcpFlags::FIN | TcpFlags::PSH);
-        self.buf[l4 + TCP_FLAGS_BYTE] |= end.bits() as u8;
-        h.len = new_len;
-        h.count += 1;
-        h.next_seq = h.next_seq.wrapping_add(plen as u32);
-        h.fixed_id = fixed_id;
-        Ok(if !end.is_empty() {
-            Some(FlushReason::EndFlags)
-        } else if plen < h.mss {
-            Some(FlushReason::ShortSegment)
-        } else {
-            None
-        })
+        let fixed_id = may_append(&self.buf[..h.hl], h, c, self.buf.len())?;
+        let new_len = h.len + c.payload_len();
+        self.buf[h.len..new_len].copy_from_slice(&c.frame[c.hl..]);
+        Ok(h.appended(&mut self.buf[..h.hl], c, fixed_id))
     }
+}
+
+/// Linux's rules for appending the candidate `c` to the held flow `h`, whose first
+/// segment's headers are `old` (`..h.hl`), in a super-frame of at most `cap` bytes.
+/// `Ok(fixed_id)` if it may be appended (the flow's IPv4 IDs are then fixed, or not),
+/// `Err(reason)` if the held flow must be delivered first.
+fn may_append(old: &[u8], h: &Held, c: &Candidate<'_>, cap: usize) -> Result<bool, FlushReason> {
+    let new = c.frame;
+    // Same flow: same link header and IP header length, so the same offsets.
+    debug_assert!(c.l3 == h.l3 && c.l4 == h.l4);
+    if c.hl != h.hl {
+        return Err(FlushReason::FlagsChanged); // data offset differs
+    }
+    let (l3, l4) = (h.l3, h.l4);
+    let (ot, nt) = (&old[l4..h.hl], &new[l4..c.hl]);
+    if c.flags.contains(TcpFlags::CWR) {
+        return Err(FlushReason::Cwr);
+    }
+    let word = |t: &[u8]| {
+        let w = &t[TCP_FLAG_WORD];
+        u32::from_be_bytes([w[0], w[1], w[2], w[3]])
+    };
+    let mask = !((u32::from((TcpFlags::CWR | TcpFlags::FIN | TcpFlags::PSH).bits())) << 16);
+    let diff = (word(ot) ^ word(nt)) & mask;
+    if diff & 0xffff_0000 != 0 {
+        return Err(FlushReason::FlagsChanged);
+    }
+    if diff != 0 {
+        return Err(FlushReason::WindowChanged);
+    }
+    let (ot, nt) = (tcp::Packet::new_unchecked(ot), tcp::Packet::new_unchecked(nt));
+    if ot.ack_number() != nt.ack_number() {
+        return Err(FlushReason::AckChanged);
+    }
+    if !bytes_eq(&old[l4 + TCP_OPTIONS..h.hl], &new[l4 + TCP_OPTIONS..c.hl]) {
+        return Err(FlushReason::OptionsChanged);
+    }
+    let mut fixed_id = h.fixed_id;
+    if h.v4 {
+        let (oi, ni) = (ipv4::Packet::new_unchecked(&old[l3..l4]), ipv4::Packet::new_unchecked(&new[l3..l4]));
+        // TOS (byte 1), flags/fragment word (6..8), TTL (8).
+        if old[l3 + 1] != new[l3 + 1] || !bytes_eq(&old[l3 + 6..l3 + 9], &new[l3 + 6..l3 + 9]) {
+            return Err(FlushReason::IpChanged);
+        }
+        let offset = ni.ident().wrapping_sub(oi.ident());
+        if h.count == 1 && ni.dont_frag() && offset == 0 {
+            fixed_id = true;
+        }
+        let expected = if fixed_id { 0 } else { h.count as u16 };
+        if offset != expected {
+            return Err(FlushReason::IpIdNotSequential);
+        }
+    } else {
+        let (oi, ni) = (ipv6::Packet::new_unchecked(&old[l3..l4]), ipv6::Packet::new_unchecked(&new[l3..l4]));
+        if oi.traffic_class() != ni.traffic_class() || oi.hop_limit() != ni.hop_limit() {
+            return Err(FlushReason::IpChanged);
+        }
+    }
+    let plen = c.payload_len();
+    if plen > h.mss {
+        return Err(FlushReason::LargerThanMss);
+    }
+    if c.seq != h.next_seq {
+        return Err(FlushReason::SeqNotNext);
+    }
+    let new_len = h.len + plen;
+    if new_len - l3 > MAX_IP_LEN || new_len > cap {
+        return Err(FlushReason::Full);
+    }
+    Ok(fixed_id)
 }
 
 /// Whether `frame` (which parsed as TCP over IP with its IP header at `key.l3` and TCP
 /// header at `key.l4`) belongs to the flow whose first segment's headers are `held`
 /// (`..h.hl`).
 fn same_flow(held: &[u8], h: &Held, frame: &[u8], key: Key) -> bool {
-    // The link header (MACs, tags, EtherType, hence the IP version).
-    if key.l3 != h.l3 || key.v4 != h.v4 || frame[..h.l3] != held[..h.l3] {
+    if key.l3 != h.l3 || key.v4 != h.v4 || (!h.v4 && key.l4 != h.l4) {
         return false;
     }
     let (l3, l4) = (h.l3, h.l4);
+    // The ports first: what tells the flows of one host pair apart, so a frame of another
+    // flow is usually turned away by one four-byte compare.
+    if !bytes_eq(&held[l4..l4 + 4], &frame[key.l4..key.l4 + 4]) {
+        return false;
+    }
     let ip_key = if h.v4 {
         // Source and destination (the protocol is TCP in both).
-        held[l3 + 12..l3 + 20] == frame[l3 + 12..l3 + 20]
+        bytes_eq(&held[l3 + 12..l3 + 20], &frame[l3 + 12..l3 + 20])
     } else {
         let w = |f: &[u8]| u32::from_be_bytes([f[l3], f[l3 + 1], f[l3 + 2], f[l3 + 3]]) & 0xf00f_ffff;
         // Version and flow label, next header, addresses, extension headers.
-        key.l4 == l4
-            && w(held) == w(frame)
+        w(held) == w(frame)
             && held[l3 + 6] == frame[l3 + 6]
-            && held[l3 + 8..l4] == frame[l3 + 8..l4]
+            && bytes_eq(&held[l3 + 8..l4], &frame[l3 + 8..l4])
     };
-    ip_key && held[l4..l4 + 4] == frame[key.l4..key.l4 + 4]
+    // The link header (MACs, tags, EtherType, hence the IP version).
+    ip_key && bytes_eq(&frame[..l3], &held[..l3])
+}
+
+/// The TCP source and destination ports of a parsed TCP frame whose header is at `l4` (0 if
+/// the frame is too short, which a parsed one is not).
+fn ports(frame: &[u8], l4: usize) -> u32 {
+    frame.get(l4..l4 + 4).map_or(0, |p| u32::from_ne_bytes([p[0], p[1], p[2], p[3]]))
+}
+
+/// `a == b` for the short runs of header bytes GRO compares, eight bytes at a time, inline
+/// (a call to `memcmp` per compare cost more than the compare).
+#[inline]
+fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut a, mut b) = (a, b);
+    while let (Some((x, ra)), Some((y, rb))) = (a.split_first_chunk::<8>(), b.split_first_chunk::<8>()) {
+        if u64::from_ne_bytes(*x) != u64::from_ne_bytes(*y) {
+            return false;
+        }
+        (a, b) = (ra, rb);
+    }
+    a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// Parses and checks one received frame.
@@ -734,24 +1070,25 @@ fn pass<F: FnMut(Delivery<'_>)>(
     Received::PassedThrough
 }
 
-/// Fixes up the held super-frame `frame` (`h.count >= 2`) as `inet_gro_complete` /
-/// `ipv6_gro_complete` / `tcp_gro_complete` do, and returns its metadata.
-fn complete(frame: &mut [u8], h: &Held) -> OffloadMeta {
+/// Fixes up the headers `hdr` (`..h.hl`) of a held super-frame of `len` bytes
+/// (`h.count >= 2`) as `inet_gro_complete` / `ipv6_gro_complete` / `tcp_gro_complete` do, and
+/// returns its metadata.
+fn complete(hdr: &mut [u8], len: usize, h: &Held) -> OffloadMeta {
     let (l3, l4, hl) = (h.l3, h.l4, h.hl);
-    let l4_len = frame.len() - l4;
-    // `try_append` kept the IP packet within MAX_IP_LEN.
-    let ip_len = (frame.len() - l3) as u16;
+    let l4_len = len - l4;
+    // `may_append` kept the IP packet within MAX_IP_LEN.
+    let ip_len = (len - l3) as u16;
     let pseudo = if h.v4 {
-        let mut ip = ipv4::Packet::new_unchecked(&mut frame[l3..l4]);
+        let mut ip = ipv4::Packet::new_unchecked(&mut hdr[l3..l4]);
         ip.set_total_len(ip_len);
         ip.fill_checksum();
         checksum::pseudo_header_v4(ip.src_addr(), ip.dst_addr(), ipv4::protocol::TCP, l4_len as u16)
     } else {
-        let mut ip = ipv6::Packet::new_unchecked(&mut frame[l3..l4]);
+        let mut ip = ipv6::Packet::new_unchecked(&mut hdr[l3..l4]);
         ip.set_payload_len(ip_len - ipv6::HEADER_LEN as u16);
         checksum::pseudo_header_v6(ip.src_addr(), ip.dst_addr(), ipv4::protocol::TCP, l4_len as u32)
     };
-    let mut t = tcp::Packet::new_unchecked(&mut frame[l4..hl]);
+    let mut t = tcp::Packet::new_unchecked(&mut hdr[l4..hl]);
     t.set_checksum(pseudo);
     OffloadMeta {
         gso_kind: if h.v4 { GsoKind::TcpV4 } else { GsoKind::TcpV6 },
@@ -1263,6 +1600,116 @@ mod tests {
         assert_eq!(got, [Appended]);
         let out = flush(&mut gro);
         assert_eq!(out[0].frame.len(), 54 + 6);
+    }
+
+    /// Materializes a by-reference delivery from the frames it names.
+    fn to_out_ref(d: RefDelivery<'_, usize>, frames: &[Vec<u8>]) -> Out {
+        let mut frame = d.header.to_vec();
+        for p in d.pieces {
+            frame.extend_from_slice(&frames[p.frame][p.offset..p.offset + p.len]);
+        }
+        assert_eq!(frame.len(), d.len());
+        if let Cause::Flushed(_) = d.cause {
+            assert_eq!(d.pieces.len(), d.segments as usize, "one piece per segment");
+        } else {
+            assert!(d.pieces.is_empty());
+        }
+        Out { frame, meta: d.meta, segments: d.segments, fixed: d.fixed_ip_id, cause: d.cause }
+    }
+
+    /// Feeds `frames` to a contiguous table of `N` shares of `share` bytes and to a
+    /// by-reference table of the same size, and checks that they deliver the same frames, in
+    /// the same order, with the same metadata and causes.
+    fn same_as_contiguous<const N: usize>(share: usize, frames: &[Vec<u8>], csum: ChecksumState) -> Vec<Out> {
+        let mut h = Harness::new(N, share);
+        let mut gro = GroTable::<N>::new(&mut h.buf).unwrap();
+        let mut by_ref = GroRefTable::<usize, N, 64>::new(share).unwrap();
+        let (mut want, mut got) = (Vec::new(), Vec::new());
+        for (i, f) in frames.iter().enumerate() {
+            let a = gro.receive(f, csum, |d| want.push(to_out(d)));
+            let b = by_ref.receive(f, i, csum, |d| got.push(to_out_ref(d, frames)));
+            assert_eq!(a, b);
+            assert_eq!(gro.held(), by_ref.held());
+        }
+        gro.flush_all(|d| want.push(to_out(d)));
+        by_ref.flush_all(|d| got.push(to_out_ref(d, frames)));
+        assert_eq!(by_ref.held(), 0);
+        assert!((0..frames.len()).all(|i| !by_ref.refers_to(i)), "nothing named after flush_all");
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(
+                (&g.frame, g.meta, g.segments, g.fixed, g.cause),
+                (&w.frame, w.meta, w.segments, w.fixed, w.cause)
+            );
+        }
+        got
+    }
+
+    #[test]
+    fn by_reference_delivers_what_the_contiguous_table_does() {
+        let a = seg(0, 0).nth(0, 1000);
+        let mut frames: Vec<Vec<u8>> = (0..4).map(|i| a.nth(i, 1000).build()).collect();
+        frames.push(Seg { flags: ACK | PSH, ..a.nth(4, 1000) }.build());
+        // Another flow, a v6 flow, interleaved; a mismatch; a pass-through; a fragment.
+        for i in 0..6 {
+            frames.push(Seg { sport: 7, ..a.nth(i, 700) }.build());
+            frames.push(a.clone().v6().nth(i, 1200).build());
+        }
+        frames.push(Seg { window: 9, ..a.nth(5, 1000) }.build());
+        frames.push(Seg { flags: ACK | RST, ..a.nth(6, 1000) }.build());
+        let mut frag = a.nth(7, 1000).build();
+        frag[14 + 6] = 0x20;
+        frames.push(frag);
+        frames.extend((0..3).map(|i| Seg { sport: 9, ident: 7, ..a.nth(i, 300) }.build()));
+        frames.push(Seg { payload: 10, ..a.nth(6, 1000) }.build());
+        for csum in [ChecksumState::None, ChecksumState::Validated] {
+            let out = same_as_contiguous::<2>(FLOW_BUF_LEN, &frames, csum);
+            assert!(out.iter().any(|o| o.segments > 2), "something coalesced");
+            same_as_contiguous::<8>(FLOW_BUF_LEN, &frames, csum);
+            same_as_contiguous::<1>(MIN_FLOW_BUF_LEN, &frames, csum);
+        }
+        // 64 KiB.
+        let big: Vec<Vec<u8>> = (0..46).map(|i| a.nth(i, 1448).build()).collect();
+        let out = same_as_contiguous::<1>(FLOW_BUF_LEN, &big, ChecksumState::None);
+        assert_eq!((out[0].segments, out[0].cause), (45, Cause::Flushed(FlushReason::Full)));
+    }
+
+    #[test]
+    fn by_reference_super_frames_stop_at_the_piece_limit_and_segment_back() {
+        let a = seg(0, 0).nth(0, 500);
+        let frames: Vec<Vec<u8>> = (0..10).map(|i| a.nth(i, 500).build()).collect();
+        let mut gro = GroRefTable::<usize, 1, 4>::new(FLOW_BUF_LEN).unwrap();
+        let mut out = Vec::new();
+        let mut got = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            got.push(gro.receive(f, i, ChecksumState::None, |d| out.push(to_out_ref(d, &frames))));
+            assert!(gro.refers_to(i), "the held flow names the frame just appended or held");
+        }
+        assert!(!gro.refers_to(0), "a delivered flow names nothing");
+        gro.flush_all(|d| out.push(to_out_ref(d, &frames)));
+        assert_eq!(
+            got,
+            [Held, Appended, Appended, Appended, Held, Appended, Appended, Appended, Held, Appended]
+        );
+        let n: Vec<u32> = out.iter().map(|o| o.segments).collect();
+        assert_eq!(n, [4, 4, 2]);
+        assert_eq!(out[0].cause, Cause::Flushed(FlushReason::Full));
+        let back: Vec<Vec<u8>> = out.iter().flat_map(resegment).collect();
+        assert_eq!(back, frames, "segmenting the by-reference super-frames gives the frames back");
+        // The byte limit, as for a contiguous share.
+        let mut gro = GroRefTable::<usize, 1, 64>::new(MIN_FLOW_BUF_LEN).unwrap();
+        let mut out = Vec::new();
+        for (i, f) in frames[..4].iter().enumerate() {
+            gro.receive(f, i, ChecksumState::None, |d| out.push(to_out_ref(d, &frames)));
+        }
+        gro.flush_all(|d| out.push(to_out_ref(d, &frames)));
+        let n: Vec<u32> = out.iter().map(|o| o.segments).collect();
+        assert_eq!(n, [3, 1], "66 + 4 * 500 > 2048");
+        assert!(out.iter().all(|o| o.frame.len() <= MIN_FLOW_BUF_LEN));
+        let err = GroError::BufferTooSmall { available: 100, flows: 1, min: MIN_FLOW_BUF_LEN };
+        assert_eq!(GroRefTable::<usize, 1, 4>::new(100).unwrap_err(), err);
+        assert!(GroRefTable::<usize, 0, 4>::new(FLOW_BUF_LEN).is_err());
+        assert!(format!("{gro:?}").contains("pieces: 64"));
     }
 
     #[test]

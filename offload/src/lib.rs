@@ -74,7 +74,7 @@ pub mod udp;
 pub mod virtio;
 
 pub use error::{Header, ParseError};
-pub use gro::{Delivery, GroTable};
+pub use gro::{Delivery, GroRefTable, GroTable, RefDelivery};
 pub use gso::{ChecksumMode, GsoError, Segment, Segmenter};
 pub use meta::{ChecksumState, GsoKind, MetaError, OffloadMeta, ValidGso, ValidMeta};
 pub use parse::{parse, Layout, L3, L4};

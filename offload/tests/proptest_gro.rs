@@ -9,6 +9,9 @@
 //! - **order and conservation** with interleaved flows, a table smaller than the number of
 //!   flows, and dropped, duplicated, swapped and corrupted segments: for every flow, the frames
 //!   delivered (super-frames segmented again) are the frames received, in order;
+//! - **by reference**: [`GroRefTable`] delivers exactly what [`GroTable`] does (header plus
+//!   the payload pieces it names, gathered from the frames received), interleaved flows,
+//!   duplicates, corruption and noise included, and names no frame after `flush_all`;
 //! - **hostile input** (random bytes, truncated and bit-flipped segments, any checksum hint)
 //!   never panics, every frame is delivered exactly once, and every super-frame's metadata
 //!   validates and segments into the number of frames it claims.
@@ -17,7 +20,7 @@ mod common;
 
 use common::{Spec, DEST_OPTS, HOP_BY_HOP, ROUTING, TCP_TIMESTAMPS};
 use proptest::prelude::*;
-use pvio_offload::gro::{Cause, FlushReason, GroTable, FLOW_BUF_LEN};
+use pvio_offload::gro::{Cause, FlushReason, GroRefTable, GroTable, FLOW_BUF_LEN};
 use pvio_offload::gso::{ChecksumMode, Segmenter};
 use pvio_offload::{parse, ChecksumState, OffloadMeta};
 
@@ -264,5 +267,68 @@ proptest! {
         }
         gro.flush_all(&mut sink);
         prop_assert_eq!(delivered, frames.len());
+    }
+    /// GRO by reference is GRO: the same deliveries, once the pieces are gathered.
+    #[test]
+    fn by_reference_delivers_what_the_contiguous_table_does(
+        specs in prop::collection::vec(tcp_spec(12_000), 1..=3),
+        schedule in prop::collection::vec((0usize..3, 0u8..8), 1..100),
+        noise in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..80), 0..4),
+        validated in any::<bool>(),
+    ) {
+        let mut queues: Vec<std::collections::VecDeque<Vec<u8>>> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| build(&Spec { sport: 300 + i as u16, ..s.clone() }).2.into())
+            .collect();
+        let mut frames: Vec<Vec<u8>> = Vec::new();
+        let mut pick = schedule.into_iter().cycle();
+        while let Some(k) = {
+            let (which, _) = pick.next().unwrap_or((0, 0));
+            let n = queues.len();
+            (0..n).map(|d| (which + d) % n).find(|&k| !queues[k].is_empty())
+        } {
+            let f = queues[k].pop_front().unwrap();
+            let (_, fate) = pick.next().unwrap_or((0, 0));
+            match fate {
+                0 => frames.extend([f.clone(), f]),
+                1 => {
+                    let mut f = f;
+                    let n = f.len();
+                    f[n - 1] ^= 0x21;
+                    frames.push(f);
+                }
+                _ => frames.push(f),
+            }
+        }
+        for (i, n) in noise.into_iter().enumerate() {
+            let at = (i * 11) % (frames.len() + 1);
+            frames.insert(at, n);
+        }
+        type Out = (Vec<u8>, OffloadMeta, u32, bool, Cause);
+        let mut buf = vec![0u8; 2 * FLOW_BUF_LEN];
+        let mut gro = GroTable::<2>::new(&mut buf).unwrap();
+        let mut by_ref = GroRefTable::<usize, 2, 64>::new(FLOW_BUF_LEN).unwrap();
+        let (mut want, mut got): (Vec<Out>, Vec<Out>) = (Vec::new(), Vec::new());
+        let gather = |d: pvio_offload::RefDelivery<'_, usize>, frames: &[Vec<u8>]| -> Out {
+            let mut f = d.header.to_vec();
+            for p in d.pieces {
+                f.extend_from_slice(&frames[p.frame][p.offset..p.offset + p.len]);
+            }
+            (f, d.meta, d.segments, d.fixed_ip_id, d.cause)
+        };
+        for (i, f) in frames.iter().enumerate() {
+            gro.receive(f, csum_hint(validated), |d| {
+                want.push((d.frame.to_vec(), d.meta, d.segments, d.fixed_ip_id, d.cause))
+            });
+            by_ref.receive(f, i, csum_hint(validated), |d| got.push(gather(d, &frames)));
+        }
+        gro.flush_all(|d| want.push((d.frame.to_vec(), d.meta, d.segments, d.fixed_ip_id, d.cause)));
+        by_ref.flush_all(|d| got.push(gather(d, &frames)));
+        prop_assert!((0..frames.len()).all(|i| !by_ref.refers_to(i)));
+        prop_assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            prop_assert!(g == w, "by reference: {:?}, contiguous: {:?}", (g.1, g.2, g.4), (w.1, w.2, w.4));
+        }
     }
 }

@@ -202,6 +202,22 @@ impl<'a, Req: Entry, Rsp: Entry> BackRing<'a, Req, Rsp> {
         Ok(self.refresh()? > 0)
     }
 
+    /// Like [`final_check_for_requests`](Self::final_check_for_requests), for a consumer
+    /// that needs `n` requests at once (netback's receive side needs a whole packet's worth of
+    /// buffers): returns `true` if at least `n` are unconsumed; otherwise sets `req_event` one
+    /// past the `req_prod` just read, so the front end notifies on its next request (Linux
+    /// netback's `xenvif_rx_ring_slots_available`), and re-checks.
+    pub fn final_check_for_requests_at_least(&mut self, n: u32) -> Result<bool, RingError> {
+        if self.refresh()? >= n {
+            return Ok(true);
+        }
+        self.sring.req_event.store(self.req_prod_seen.wrapping_add(1), Ordering::Relaxed);
+        // xen_mb(): as in `final_check_for_requests`; pairs with the SeqCst fence in
+        // `FrontRing::push_requests`.
+        fence(Ordering::SeqCst);
+        Ok(self.refresh()? >= n)
+    }
+
     /// Copies out the protocol-private header bytes (`pvt`). Untrusted, like everything else.
     pub fn private(&self) -> Result<[u8; 4], RingError> {
         self.sring.read_private()
@@ -227,6 +243,24 @@ mod tests {
     use crate::{BackRing, FrontRing, HeapRegion, RingError};
 
     type Back<'a> = BackRing<'a, NetifTxRequest, NetifTxResponse>;
+
+    #[test]
+    fn waiting_for_several_requests_is_woken_by_each_new_one() {
+        let r = HeapRegion::new(4096);
+        let mut f = FrontRing::<NetifTxRequest, NetifTxResponse>::new(r.mem()).unwrap();
+        let mut b = Back::new(r.mem()).unwrap();
+        f.queue_request(&NetifTxRequest::default()).unwrap();
+        let _ = f.push_requests();
+        // One is there but three are needed: the back end sleeps, asking for the next one.
+        assert!(!b.final_check_for_requests_at_least(3).unwrap());
+        f.queue_request(&NetifTxRequest::default()).unwrap();
+        assert!(f.push_requests().is_needed(), "the next request must wake the back end");
+        assert!(!b.final_check_for_requests_at_least(3).unwrap());
+        f.queue_request(&NetifTxRequest::default()).unwrap();
+        assert!(f.push_requests().is_needed());
+        assert!(b.final_check_for_requests_at_least(3).unwrap());
+        assert_eq!(b.unconsumed_requests().unwrap(), 3);
+    }
 
     #[test]
     fn overflowing_req_prod_is_latched_and_nothing_is_read() {
