@@ -43,7 +43,7 @@ install_deps() {
   if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
   fi
-  local pkgs=(libxen-dev gcc libc6-dev ethtool iproute2 libdpdk-dev pkg-config qemu-system-x86 binutils iperf3)
+  local pkgs=(libxen-dev gcc libc6-dev ethtool iproute2 libdpdk-dev pkg-config qemu-system-x86 binutils iperf3 iputils-ping)
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -148,7 +148,8 @@ if [ -d fuzz/fuzz_targets ]; then
 fi
 
 check bench-build cargo bench --workspace --no-run --locked
-check demo bash -c "cargo run --release --locked -p pvio-examples --bin ring_demo -- 200000 32"
+check demo bash -c "cargo run --release --locked -p pvio-examples --bin netpair -- --quick --plot $LOG_DIR/netpair.svg"
+check ring-demo bash -c "cargo run --release --locked -p pvio-examples --bin ring_demo -- 200000 32"
 
 echo
 if [ ${#failures[@]} -gt 0 ]; then
