@@ -16,3 +16,4 @@
 #![deny(missing_docs)]
 
 pub mod ring_demo;
+pub mod vfio;
