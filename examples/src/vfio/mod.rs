@@ -50,6 +50,9 @@ pub enum Error {
     /// The device's config space is malformed (bad capability pointer, loop, bad BAR index).
     #[error("malformed config space: {0}")]
     BadConfig(String),
+    /// An access to a DMA buffer outside it.
+    #[error("DMA buffer: {0}")]
+    Shm(#[from] pvio_ring::shm::ShmError),
     /// A bad argument from the caller.
     #[error("invalid argument: {0}")]
     Invalid(String),

@@ -217,15 +217,16 @@ pub fn virtio_caps<C: ConfigSpace + ?Sized>(cfg: &C) -> Result<Vec<VirtioCap>> {
 pub(crate) mod tests {
     use super::*;
 
-    /// Config space of QEMU 7.2's `virtio-net-pci,disable-legacy=on` as the guest reads it
-    /// (layout from `lspci -xxx` of that device: MSI-X at 0x98, vendor caps at 0x84..0x40).
+    /// Capability layout of QEMU 7.2's `virtio-net-pci,disable-legacy=on,iommu_platform=on` as
+    /// `vfio_probe` printed it in the VM test: MSI-X (4 vectors, BAR1) at 0x98, then vendor caps
+    /// 0x84 PCI-cfg access, 0x70 notify, 0x60 device, 0x50 ISR, 0x40 common, all in BAR4.
     pub(crate) fn virtio_net_fixture() -> [u8; 256] {
         let mut c = [0u8; 256];
         c[0..4].copy_from_slice(&[0xf4, 0x1a, 0x41, 0x10]);
         c[6] = 0x10; // status: cap list
         c[0x34] = 0x98;
-        // MSI-X: id 0x11 next 0x84, ctrl = 2 (3 vectors), table BAR1 @0, PBA BAR1 @0x800
-        c[0x98..0xa4].copy_from_slice(&[0x11, 0x84, 0x02, 0x00, 0x01, 0, 0, 0, 0x01, 0x08, 0, 0]);
+        // MSI-X: id 0x11 next 0x84, ctrl = 3 (4 vectors), table BAR1 @0, PBA BAR1 @0x800
+        c[0x98..0xa4].copy_from_slice(&[0x11, 0x84, 0x03, 0x00, 0x01, 0, 0, 0, 0x01, 0x08, 0, 0]);
         let vcap = |c: &mut [u8; 256], at: usize, next: u8, len: u8, ty: u8, off: u32, l: u32| {
             c[at] = 0x09;
             c[at + 1] = next;
@@ -235,12 +236,13 @@ pub(crate) mod tests {
             c[at + 8..at + 12].copy_from_slice(&off.to_le_bytes());
             c[at + 12..at + 16].copy_from_slice(&l.to_le_bytes());
         };
-        vcap(&mut c, 0x84, 0x70, 0x14, 2, 0x3000, 0x1000); // notify
-        c[0x84 + 16..0x84 + 20].copy_from_slice(&4u32.to_le_bytes());
-        vcap(&mut c, 0x70, 0x60, 0x14, 4, 0x2000, 0x1000); // device
-        vcap(&mut c, 0x60, 0x50, 0x10, 3, 0x1000, 0x1000); // isr
-        vcap(&mut c, 0x50, 0x40, 0x10, 1, 0x0000, 0x1000); // common
-        vcap(&mut c, 0x40, 0x00, 0x14, 5, 0, 4); // pci cfg access
+        vcap(&mut c, 0x84, 0x70, 0x14, 5, 0, 0); // pci cfg access
+        c[0x84 + 4] = 0;
+        vcap(&mut c, 0x70, 0x60, 0x14, 2, 0x3000, 0x1000); // notify
+        c[0x70 + 16..0x70 + 20].copy_from_slice(&4u32.to_le_bytes());
+        vcap(&mut c, 0x60, 0x50, 0x10, 4, 0x2000, 0x1000); // device
+        vcap(&mut c, 0x50, 0x40, 0x10, 3, 0x1000, 0x1000); // isr
+        vcap(&mut c, 0x40, 0x00, 0x10, 1, 0x0000, 0x1000); // common
         c
     }
 
@@ -260,7 +262,7 @@ pub(crate) mod tests {
             m,
             MsixCap {
                 offset: 0x98,
-                table_size: 3,
+                table_size: 4,
                 table_bar: 1,
                 table_offset: 0,
                 pba_bar: 1,
@@ -305,10 +307,10 @@ pub(crate) mod tests {
         c[0x98 + 4] = 7; // MSI-X table BIR 7
         assert!(parse_msix(&c[..], Capability { offset: 0x98, id: 0x11 }).is_err());
         let mut c = virtio_net_fixture();
-        c[0x50 + 4] = 9; // common cfg in BAR 9
+        c[0x40 + 4] = 9; // common cfg in BAR 9
         assert!(virtio_caps(&c[..]).is_err());
         let mut c = virtio_net_fixture();
-        c[0x84 + 2] = 0x10; // notify cap too short for its multiplier
+        c[0x70 + 2] = 0x10; // notify cap too short for its multiplier
         assert!(virtio_caps(&c[..]).is_err());
         let short = [0, 0, 0, 0, 0, 0, 0x10, 0u8]; // cap list bit set, no pointer
         assert!(capabilities(&short[..]).is_err(), "truncated config space");
