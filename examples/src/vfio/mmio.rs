@@ -144,7 +144,9 @@ mod tests {
     fn out_of_bounds_and_misaligned_are_errors() {
         with_mem(|m| {
             assert!(matches!(m.read32(64), Err(Error::OutOfBounds { offset: 64, size: 4, len: 64 })));
-            assert!(m.read32(61).is_err(), "misaligned");
+            assert!(m.read32(2).is_err(), "misaligned though in bounds");
+            assert!(m.write16(1, 0).is_err(), "misaligned though in bounds");
+            assert!(m.read32(61).is_err());
             assert!(m.write32(62, 1).is_err(), "straddles the end");
             assert!(m.read16(63).is_err());
             assert!(m.read8(64).is_err());
