@@ -54,7 +54,7 @@ fn main() -> ExitCode {
 }
 
 fn probe(bdf: &str, failures: &mut Vec<String>) -> Res<()> {
-    let mut dev = VfioDevice::open(bdf)?;
+    let dev = VfioDevice::open(bdf)?;
     let vendor = dev.config_u16(regs::VENDOR_ID)?;
     let device = dev.config_u16(regs::DEVICE_ID)?;
     println!(
@@ -100,8 +100,8 @@ fn probe(bdf: &str, failures: &mut Vec<String>) -> Res<()> {
     let dma = dev.dma_alloc(IOVA_BASE, DMA_SIZE)?;
     println!("dma: {} KiB mapped at iova {:#x}", dma.len() >> 10, dma.iova());
     match (vendor, device) {
-        (0x8086, 0x10d3) => e1000e(&mut dev, &dma, failures)?,
-        (0x1af4, 0x1041) => virtio_net(&mut dev, failures)?,
+        (0x8086, 0x10d3) => e1000e(&dev, &dma, failures)?,
+        (0x1af4, 0x1041) => virtio_net(&dev, failures)?,
         _ => failures.push(format!("unknown device {vendor:04x}:{device:04x}")),
     }
     drop(dma);
@@ -128,7 +128,7 @@ const TDT: usize = 0x3818;
 const RAL0: usize = 0x5400;
 const RAH0: usize = 0x5404;
 
-fn e1000e(dev: &mut VfioDevice, dma: &DmaBuffer, failures: &mut Vec<String>) -> Res<()> {
+fn e1000e(dev: &VfioDevice, dma: &DmaBuffer, failures: &mut Vec<String>) -> Res<()> {
     let bar = dev.map_bar(0)?;
     let r = bar.mmio();
     let (ral, rah) = (r.read32(RAL0)?, r.read32(RAH0)?);
@@ -147,12 +147,9 @@ fn e1000e(dev: &mut VfioDevice, dma: &DmaBuffer, failures: &mut Vec<String>) -> 
     r.write32(IMC, 0xffff_ffff)?;
     r.read32(ICR)?;
     r.write32(CTRL, r.read32(CTRL)? | 1 << 6)?; // SLU
-    drop(bar);
 
     let vectors = dev.enable_msix(1)?;
     println!("msix: vector 0 -> eventfd");
-    let bar = dev.map_bar(0)?;
-    let r = bar.mmio();
     r.write32(IVAR, 0x8008_8888)?; // all causes -> vector 0, valid
     r.write32(IMS, 0x01f0_00d5)?;
     r.write32(ICS, 0x4)?; // LSC by software
@@ -281,8 +278,8 @@ impl Kmsg {
     }
 }
 
-fn virtio_net(dev: &mut VfioDevice, failures: &mut Vec<String>) -> Res<()> {
-    let caps = pci::virtio_caps(&*dev)?;
+fn virtio_net(dev: &VfioDevice, failures: &mut Vec<String>) -> Res<()> {
+    let caps = pci::virtio_caps(dev)?;
     for c in &caps {
         println!("virtio cap: type={} bar={} offset={:#x} len={:#x}", c.cfg_type, c.bar, c.offset, c.length);
     }
@@ -308,7 +305,6 @@ fn virtio_net(dev: &mut VfioDevice, failures: &mut Vec<String>) -> Res<()> {
     if v1 == 0 || ap == 0 {
         failures.push("virtio-net does not offer VERSION_1 and ACCESS_PLATFORM".into());
     }
-    drop(bar);
     let vectors = dev.enable_msix(2)?;
     println!("msix: vectors 0..{} -> eventfds", vectors.len());
     dev.disable_msix()?;

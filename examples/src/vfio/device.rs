@@ -6,6 +6,7 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -261,7 +262,7 @@ pub struct VfioDevice {
     flags: u32,
     regions: Vec<Region>,
     num_irqs: u32,
-    msix_enabled: bool,
+    msix_enabled: AtomicBool,
     group: Group,
 }
 
@@ -329,7 +330,7 @@ impl VfioDevice {
             flags: di.flags,
             regions,
             num_irqs: di.num_irqs,
-            msix_enabled: false,
+            msix_enabled: AtomicBool::new(false),
             group,
         })
     }
@@ -435,7 +436,7 @@ impl VfioDevice {
     }
 
     /// Route MSI-X vectors `0..count` to new eventfds (`VFIO_DEVICE_SET_IRQS`).
-    pub fn enable_msix(&mut self, count: u32) -> Result<Vec<EventFd>> {
+    pub fn enable_msix(&self, count: u32) -> Result<Vec<EventFd>> {
         let mut info = uapi::IrqInfo {
             argsz: argsz::<uapi::IrqInfo>(),
             index: uapi::VFIO_PCI_MSIX_IRQ_INDEX,
@@ -471,13 +472,13 @@ impl VfioDevice {
         unsafe {
             ioctl(self.file.as_raw_fd(), uapi::VFIO_DEVICE_SET_IRQS, &set as *const _ as _, "SET_IRQS")?
         };
-        self.msix_enabled = true;
+        self.msix_enabled.store(true, Ordering::Relaxed);
         Ok(fds)
     }
 
     /// Disable MSI-X (`SET_IRQS` with count 0). Quiesce the device first: QEMU 7.2's e1000e
     /// aborts if MSI-X goes away while its throttling timer is armed.
-    pub fn disable_msix(&mut self) -> Result<()> {
+    pub fn disable_msix(&self) -> Result<()> {
         let set = uapi::IrqSet {
             argsz: argsz::<uapi::IrqSet>(),
             flags: uapi::VFIO_IRQ_SET_DATA_NONE | uapi::VFIO_IRQ_SET_ACTION_TRIGGER,
@@ -489,7 +490,7 @@ impl VfioDevice {
         unsafe {
             ioctl(self.file.as_raw_fd(), uapi::VFIO_DEVICE_SET_IRQS, &set as *const _ as _, "SET_IRQS off")?
         };
-        self.msix_enabled = false;
+        self.msix_enabled.store(false, Ordering::Relaxed);
         Ok(())
     }
 
@@ -516,7 +517,7 @@ impl ConfigSpace for VfioDevice {
 
 impl Drop for VfioDevice {
     fn drop(&mut self) {
-        if self.msix_enabled {
+        if *self.msix_enabled.get_mut() {
             let _ = self.disable_msix();
         }
     }
