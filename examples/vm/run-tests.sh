@@ -4,7 +4,7 @@
 # static `vfio_probe` on each and check its output. Run as root from anywhere:
 #     examples/vm/run-tests.sh
 # Prints `skipped: <reason>` and exits 0 when not root or a prerequisite is missing (apt packages:
-# qemu-system-x86 busybox-static cpio; the musl rustup target or glibc static libs); fails loudly
+# qemu-system-x86 busybox-static cpio tcpdump bc iproute2; the musl rustup target or glibc static libs); fails loudly
 # otherwise. Env: PVIO_VM_WORK (build dir, default ${TMPDIR:-/tmp}/pvio-vfio-vm), VFIO_PROBE (use
 # this binary instead of building one), TIMEOUT (seconds, default 300).
 set -u
@@ -15,8 +15,8 @@ die() { echo "FAIL: $*" >&2; exit 1; }
 T0=$(date +%s.%N)
 
 [ "$(id -u)" = 0 ] || skip "not root (needs TAP devices)"
-for c in qemu-system-x86_64 cpio gzip dpkg-deb apt-get apt-cache ip timeout; do
-  command -v $c >/dev/null || skip "$c not found (apt-get install qemu-system-x86 cpio iproute2)"
+for c in qemu-system-x86_64 cpio gzip dpkg-deb apt-get apt-cache ip timeout tcpdump bc; do
+  command -v $c >/dev/null || skip "$c not found (apt-get install qemu-system-x86 cpio iproute2 tcpdump bc)"
 done
 is_static() { ! ldd "$1" 2>&1 | grep -q "=>"; }   # ldd: "statically linked" or "not a dynamic executable"
 [ -x /bin/busybox ] && is_static /bin/busybox || skip "no static /bin/busybox (apt-get install busybox-static)"
@@ -64,11 +64,19 @@ T2=$(date +%s.%N)
 
 # 4. Host TAPs (our own names, removed on exit).
 TAPS="pvfio0 pvfio1"
-cleanup() { for t in $TAPS; do ip link del $t 2>/dev/null; done; }
+CAPS=""
+cleanup() { [ -n "$CAPS" ] && kill $CAPS 2>/dev/null; for t in $TAPS; do ip link del $t 2>/dev/null; done; }
 trap cleanup EXIT
 for t in $TAPS; do
   ip link show $t >/dev/null 2>&1 || ip tuntap add dev $t mode tap || die "cannot create TAP $t"
   ip link set $t up
+  # What the guest's NIC puts on the wire (the probe's frames have ethertype 0x88b5).
+  rm -f cap-$t.pcap
+  tcpdump --immediate-mode -U -n -i $t -w cap-$t.pcap ether proto 0x88b5 2>/dev/null & CAPS="$CAPS $!"
+done
+for t in $TAPS; do  # tcpdump creates its file once it is capturing
+  for _ in $(seq 50); do [ -e cap-$t.pcap ] && break; sleep 0.1; done
+  [ -e cap-$t.pcap ] || die "tcpdump on $t did not start"
 done
 
 # 5. Boot. intel-iommu first (intremap=on: type1 refuses the group without interrupt remapping);
@@ -84,6 +92,7 @@ timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -M q35 -vga none -m 51
   > guest.log 2>&1 < /dev/null
 QRC=$?
 T3=$(date +%s.%N)
+sleep 0.5; kill $CAPS 2>/dev/null; wait $CAPS 2>/dev/null; CAPS=""
 tr -d '\r' < guest.log > guest.txt
 sed -n '/^\[guest\]/p;/^=== vfio_probe/,/^RESULT/p' guest.txt
 
@@ -96,6 +105,7 @@ V=0000:00:01.0; E=0000:00:02.0
 need $V "vendor=1af4 device=1041"
 need $V "BAR4 size=0x4000"
 need $V "VERSION_1=1 ACCESS_PLATFORM=1"
+need $V "MAC=52:54:00:00:00:10"
 need $V "-> TX OK"
 need $V "-> IRQ OK"
 need $V "Request device [00:01.0] fault addr 0x10400000"
@@ -103,12 +113,21 @@ need $V "-> NEG OK"
 need $V "RESULT $V PASS"
 need $E "vendor=8086 device=10d3"
 need $E "BAR0 size=0x20000"
+need $E "MAC=52:54:00:00:00:20"
 need $E "-> IRQ OK"
 need $E "-> TX OK"
 need $E "Request device [00:02.0] fault addr 0x10300000"
 need $E "-> NEG OK"
 need $E "RESULT $E PASS"
 grep -qF "[guest] done rc=0" guest.txt || { echo "MISSING: [guest] done rc=0"; fails=$((fails + 1)); }
+# Host side of the transmits: exactly the one frame sent from the mapped buffer left each NIC
+# (a descriptor-done bit alone proves nothing: emulated NICs complete faulted DMAs too).
+for tw in "pvfio0 virtio" "pvfio1 e1000e"; do
+  set -- $tw
+  n=$(tcpdump -r cap-$1.pcap -A 2>/dev/null | grep -c "pvio vfio_probe $2 tx")
+  echo "host: $n frame(s) 'pvio vfio_probe $2 tx' captured on $1"
+  [ "$n" = 1 ] || { echo "MISSING (host): one $2 frame on $1, got $n"; fails=$((fails + 1)); }
+done
 # Host side of the negative tests: QEMU's IOMMU model reports a translation failure (once per run:
 # error_report_once) for the first unmapped IOVA the guest used (virtio-net's, probed first).
 grep -qF "detected translation failure (dev=00:01:00, iova=0x10400000)" guest.txt \

@@ -350,8 +350,18 @@ fn virtio_net(dev: &VfioDevice, dma: &DmaBuffer, failures: &mut Vec<String>) -> 
     println!("virtio-net: txq 1 enabled, status={:#x}", cc.read8(0x14)?);
 
     // A 12-byte virtio_net_hdr (zero: no offload) and a 60-byte broadcast frame.
+    let devcfg = caps.iter().find(|c| c.cfg_type == VirtioCap::DEVICE_CFG).ok_or("no virtio device cfg")?;
+    let dbar = dev.map_bar(devcfg.bar.into())?;
+    let dc = dbar.mmio().window(devcfg.offset as usize, devcfg.length as usize)?;
     let mut frame = [0u8; 72];
     frame[12..18].fill(0xff);
+    for i in 0..6 {
+        frame[18 + i] = dc.read8(i)?; // virtio_net_config.mac
+    }
+    println!(
+        "virtio-net: MAC={}",
+        frame[18..24].iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    );
     frame[24..26].copy_from_slice(&[0x88, 0xb5]);
     frame[26..52].copy_from_slice(b"pvio vfio_probe virtio tx ");
     mem.write_bytes(pkt, &frame)?;
