@@ -1,9 +1,14 @@
 //! # pvio-examples: the driver/guest pair and demos
 //!
-//! Runnable programs built on the pvio crates. Today: `ring_demo`, which moves a million
-//! netif transmit requests from a front-end thread to a back-end thread through a Xen ring
-//! in a memfd, with event notifications, and prints the rate. The netfront/netback pair
-//! arrives with the driver/guest issue.
+//! Runnable programs built on the pvio crates:
+//!
+//! - `netpair` ([`netpair`]): guest and driver domain on two threads in one process, the
+//!   paper's configurations (no offload, 64 KiB + metadata, remapping, page flipping versus
+//!   copy, hugepages) with real TCP flows validated by a NIC model; the README's demo.
+//! - `netfront` / `netback`: the same [`net`] core as two processes over TAP or `AF_PACKET`.
+//! - `vfio_probe` ([`vfio`]): a typed VFIO wrapper exercised on QEMU's e1000e and
+//!   virtio-net-pci behind an emulated IOMMU (`examples/vm/run-tests.sh`).
+//! - `ring_demo`: a million netif requests through a Xen ring in a memfd.
 //!
 //! The separate-process pair (`netfront`, `netback`, and the `tap_forwarder` baseline) is
 //! built from [`tap`] (TAP with vnet header and `TUNSETOFFLOAD`), [`afpacket`] (`AF_PACKET`
@@ -28,3 +33,4 @@ pub mod net;
 pub mod netpair;
 pub mod ring_demo;
 pub mod tap;
+pub mod vfio;
