@@ -89,26 +89,21 @@ const MAX_OPS: usize = 256;
 const MAX_LOCAL: usize = 8192;
 const BUSY: u32 = (GtfFlags::READING.bits() | GtfFlags::WRITING.bits()) as u32;
 
-struct Input<'d> {
-    data: &'d [u8],
-    pos: usize,
+use super::bytes::Bytes as Input;
+
+/// This harness's draws from the input.
+trait Draw {
+    fn offset(&mut self) -> u16;
+    fn len(&mut self) -> u16;
+    fn gref(&mut self) -> GrantRef;
+    fn domid(&mut self) -> DomId;
+    fn caller(&mut self) -> DomId;
+    fn granter(&mut self) -> DomId;
+    fn frame(&mut self, frames: u32) -> Frame;
+    fn slot(&mut self) -> usize;
 }
 
-impl Input<'_> {
-    fn done(&self) -> bool {
-        self.pos >= self.data.len()
-    }
-
-    fn u8(&mut self) -> u8 {
-        let b = self.data.get(self.pos).copied().unwrap_or(0);
-        self.pos += 1;
-        b
-    }
-
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.u8(), self.u8()])
-    }
-
+impl Draw for Input<'_> {
     fn offset(&mut self) -> u16 {
         match self.u8() {
             a @ 0..=0x7f => u16::from(a) * 32,
@@ -632,7 +627,7 @@ impl<'a> Harness<'a> {
 
 /// Runs one input. Panics (through `assert!`) on any broken invariant.
 pub fn run(data: &[u8]) {
-    let mut input = Input { data, pos: 0 };
+    let mut input = Input::new(data);
     let frames = 1 + u32::from(input.u8() % 4);
     let region_mem = HeapRegion::new((frames as usize + 2) * PAGE_SIZE);
     let tab_mem = HeapRegion::new(PAGE_SIZE);

@@ -62,29 +62,17 @@ const MEM: usize = 4 << 20;
 const MAX_OPS: usize = 64;
 const HW: PageFlags = PageFlags::ACCESSED.union(PageFlags::DIRTY);
 
-struct Input<'d> {
-    data: &'d [u8],
-    pos: usize,
+use super::bytes::Bytes as Input;
+
+/// This harness's draws from the input.
+trait Draw {
+    fn position(&mut self) -> u64;
+    fn length(&mut self, start: u64) -> u64;
+    fn delta(&mut self) -> u64;
+    fn flags(&mut self) -> PageFlags;
 }
 
-impl Input<'_> {
-    fn done(&self) -> bool {
-        self.pos >= self.data.len()
-    }
-    fn u8(&mut self) -> u8 {
-        let b = self.data.get(self.pos).copied().unwrap_or(0);
-        self.pos += 1;
-        b
-    }
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.u8(), self.u8()])
-    }
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
-    }
-    fn u64(&mut self) -> u64 {
-        u64::from(self.u32()) | u64::from(self.u32()) << 32
-    }
+impl Draw for Input<'_> {
     fn position(&mut self) -> u64 {
         u64::from(self.u32()) % WINDOW_PAGES
     }
@@ -228,7 +216,7 @@ impl Run<'_> {
 
 /// Runs one input; panics on a broken invariant.
 pub fn run(data: &[u8]) {
-    let mut input = Input { data, pos: 0 };
+    let mut input = Input::new(data);
     let cfg = input.u8();
     let levels = if cfg & 1 != 0 { Levels::Five } else { Levels::Four };
     let max = match (cfg >> 1) & 3 {

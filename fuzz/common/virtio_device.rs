@@ -93,34 +93,16 @@ const F_NEXT: u16 = 1;
 const F_WRITE: u16 = 2;
 const F_INDIRECT: u16 = 4;
 
-struct Input<'d> {
-    data: &'d [u8],
-    pos: usize,
+use super::bytes::Bytes as Input;
+
+/// This harness's draws from the input.
+trait Draw {
+    fn delta(&mut self) -> u16;
+    fn addr(&mut self) -> u64;
+    fn len(&mut self) -> u32;
 }
 
-impl Input<'_> {
-    fn done(&self) -> bool {
-        self.pos >= self.data.len()
-    }
-
-    fn u8(&mut self) -> u8 {
-        let b = self.data.get(self.pos).copied().unwrap_or(0);
-        self.pos += 1;
-        b
-    }
-
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.u8(), self.u8()])
-    }
-
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
-    }
-
-    fn u64(&mut self) -> u64 {
-        u64::from(self.u32()) | u64::from(self.u32()) << 32
-    }
-
+impl Draw for Input<'_> {
     fn delta(&mut self) -> u16 {
         self.u8() as i8 as i16 as u16
     }
@@ -562,7 +544,7 @@ impl Harness<'_, '_, '_> {
 
 /// Runs one input. Panics (through `assert!`) on any broken invariant.
 pub fn run(data: &[u8]) {
-    let mut input = Input { data, pos: 0 };
+    let mut input = Input::new(data);
     let cfg = input.u8();
     let size = 1u16 << (cfg & 7);
     let features = QueueFeatures { event_idx: cfg & 8 != 0, indirect_desc: cfg & 16 != 0 };

@@ -97,30 +97,15 @@ const MAX_OPS: usize = 4096;
 /// requests to lie below an index validated before the error.
 const STRICT_LATCH: bool = true;
 
-struct Input<'d> {
-    data: &'d [u8],
-    pos: usize,
+use super::bytes::Bytes as Input;
+
+/// This harness's draws from the input.
+trait Draw {
+    fn delta(&mut self) -> u32;
+    fn count(&mut self, size: u32) -> usize;
 }
 
-impl Input<'_> {
-    fn done(&self) -> bool {
-        self.pos >= self.data.len()
-    }
-
-    fn u8(&mut self) -> u8 {
-        let b = self.data.get(self.pos).copied().unwrap_or(0);
-        self.pos += 1;
-        b
-    }
-
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.u8(), self.u8()])
-    }
-
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
-    }
-
+impl Draw for Input<'_> {
     fn delta(&mut self) -> u32 {
         self.u8() as i8 as i32 as u32
     }
@@ -472,7 +457,7 @@ impl Harness<'_> {
 
 /// Runs one input. Panics (through `assert!`) on any broken invariant.
 pub fn run(data: &[u8]) {
-    let mut input = Input { data, pos: 0 };
+    let mut input = Input::new(data);
     let len = REGION_LENS[input.u8() as usize % REGION_LENS.len()];
     let start = match input.u8() {
         0 => 0,

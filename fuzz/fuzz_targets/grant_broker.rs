@@ -8,6 +8,8 @@
 
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../common/bytes.rs"]
+mod bytes;
 #[path = "../common/grant_broker.rs"]
 mod grant_broker;
 

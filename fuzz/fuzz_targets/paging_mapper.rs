@@ -8,6 +8,8 @@
 
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../common/bytes.rs"]
+mod bytes;
 #[path = "../common/paging_mapper.rs"]
 mod paging_mapper;
 

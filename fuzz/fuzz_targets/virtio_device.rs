@@ -9,6 +9,8 @@
 
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../common/bytes.rs"]
+mod bytes;
 #[path = "../common/virtio_device.rs"]
 mod virtio_device;
 

@@ -8,6 +8,8 @@
 
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../common/bytes.rs"]
+mod bytes;
 #[path = "../common/xen_back_ring.rs"]
 mod xen_back_ring;
 

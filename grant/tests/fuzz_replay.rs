@@ -2,6 +2,8 @@
 //! through the fuzz target's own harness (`fuzz/common/grant_broker.rs`).
 #![cfg(all(feature = "std", not(loom)))]
 
+#[path = "../../fuzz/common/bytes.rs"]
+mod bytes;
 #[path = "../../fuzz/common/grant_broker.rs"]
 mod grant_broker;
 #[path = "../../fuzz/common/replay.rs"]

@@ -2,6 +2,8 @@
 //! through the fuzz target's own harness (`fuzz/common/paging_mapper.rs`).
 #![cfg(feature = "std")]
 
+#[path = "../../fuzz/common/bytes.rs"]
+mod bytes;
 #[path = "../../fuzz/common/paging_mapper.rs"]
 mod paging_mapper;
 #[path = "../../fuzz/common/replay.rs"]

@@ -2,6 +2,8 @@
 //! the stable toolchain, through the fuzz targets' own harnesses (`fuzz/common/xen_back_ring.rs`,
 //! `fuzz/common/virtio_device.rs`).
 
+#[path = "../../fuzz/common/bytes.rs"]
+mod bytes;
 #[path = "../../fuzz/common/replay.rs"]
 mod replay;
 #[path = "../../fuzz/common/virtio_device.rs"]

@@ -32,6 +32,8 @@ use proptest::test_runner::Config as ProptestConfig;
 use pvio_ring::xen::netif::{NetifTxRequest, NetifTxResponse};
 use pvio_ring::{BackRing, FrontRing, Full, HeapRegion, RingError, SharedMem};
 
+#[path = "../../fuzz/common/bytes.rs"]
+mod bytes;
 #[path = "../../fuzz/common/xen_back_ring.rs"]
 mod xen_back_ring;
 

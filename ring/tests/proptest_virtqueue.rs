@@ -30,6 +30,8 @@ use pvio_ring::virtio::{
 };
 use pvio_ring::HeapRegion;
 
+#[path = "../../fuzz/common/bytes.rs"]
+mod bytes;
 #[path = "../../fuzz/common/virtio_device.rs"]
 mod virtio_device;
 
