@@ -333,6 +333,7 @@ impl<'a> Broker<'a> {
         }
 
         let mut act = act;
+        let mut first_view = None;
         // The shared entry is consulted (and its in-use bits set) on the first pin, and on the
         // first write pin of an entry pinned only for reading.
         if act.pins() == 0 || (write && act.writers == 0) {
@@ -373,17 +374,21 @@ impl<'a> Broker<'a> {
                     .read::<U32>(at + GrantEntryV1::FRAME_OFFSET)
                     .map(|f| Frame(f.get()))
                     .map_err(|_| GrantStatus::BadGntref)?;
-                if frame_of(&d.memory, frame).is_err() {
+                let Ok(mem) = frame_of(&d.memory, frame) else {
                     // Give back exactly the bits this pin added.
                     word.fetch_and(FlagsWord::clear_mask(add), Ordering::Release);
                     return Err(GrantStatus::BadPage);
-                }
+                };
+                first_view = Some(mem);
                 act.frame = frame;
                 act.grantee = caller;
                 act.readonly = found.flags.contains(GtfFlags::READONLY);
             }
         }
-        let mem = frame_of(&d.memory, act.frame).map_err(|_| GrantStatus::BadPage)?;
+        let mem = match first_view {
+            Some(mem) => mem,
+            None => frame_of(&d.memory, act.frame).map_err(|_| GrantStatus::BadPage)?,
+        };
         if write {
             act.writers += 1;
         } else {
