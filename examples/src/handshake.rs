@@ -604,7 +604,7 @@ impl Channel {
         msg.msg_iovlen = 1;
         if !fds.is_empty() {
             msg.msg_control = (&raw mut control).cast();
-            msg.msg_controllen = control.space();
+            msg.msg_controllen = control.space() as _; // usize on glibc, socklen_t on musl
         }
         loop {
             // SAFETY: `msg` describes live buffers (iov over `bytes`, control in `control`).
@@ -642,7 +642,7 @@ impl Channel {
         msg.msg_iov = &raw mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control);
+        msg.msg_controllen = std::mem::size_of_val(&control) as _; // usize on glibc, socklen_t on musl
         let n = loop {
             // SAFETY: `msg` describes live, exclusively borrowed buffers; MSG_CMSG_CLOEXEC
             // makes received descriptors close-on-exec.
@@ -658,7 +658,7 @@ impl Channel {
             }
         };
         // Take ownership of every descriptor first, so that none leaks on any error below.
-        let used = msg.msg_controllen.min(std::mem::size_of_val(&control));
+        let used = (msg.msg_controllen as usize).min(std::mem::size_of_val(&control));
         let bytes: Vec<u8> = control.iter().flat_map(|w| w.to_ne_bytes()).take(used).collect();
         let fds: Vec<OwnedFd> = received_fds(&bytes)
             .into_iter()
@@ -730,8 +730,10 @@ impl FdCmsg {
     }
 
     /// `CMSG_SPACE` of the descriptors: the length rounded up to the header's alignment.
+    // `cmsg_len` is usize on glibc and socklen_t on musl (the VM's static probe).
+    #[allow(clippy::unnecessary_cast)]
     fn space(&self) -> usize {
-        self.hdr.cmsg_len.next_multiple_of(size_of::<usize>())
+        (self.hdr.cmsg_len as usize).next_multiple_of(size_of::<usize>())
     }
 }
 

@@ -169,7 +169,7 @@ impl Tap {
     /// The device's MAC address (`SIOCGIFHWADDR`), as the kernel on this side uses it.
     pub fn mac(&self) -> io::Result<[u8; 6]> {
         let mut req = self.ifreq();
-        self.hwaddr_ioctl(libc::SIOCGIFHWADDR, &mut req, "SIOCGIFHWADDR")?;
+        self.hwaddr_ioctl(libc::SIOCGIFHWADDR as libc::Ioctl, &mut req, "SIOCGIFHWADDR")?;
         // SAFETY: the ioctl succeeded, so the union holds `ifru_hwaddr`.
         let data = unsafe { req.ifr_ifru.ifru_hwaddr }.sa_data;
         Ok(std::array::from_fn(|i| data[i] as u8))
@@ -186,7 +186,7 @@ impl Tap {
             *d = s as libc::c_char;
         }
         req.ifr_ifru.ifru_hwaddr = addr;
-        self.hwaddr_ioctl(libc::SIOCSIFHWADDR, &mut req, "SIOCSIFHWADDR")
+        self.hwaddr_ioctl(libc::SIOCSIFHWADDR as libc::Ioctl, &mut req, "SIOCSIFHWADDR")
     }
 
     fn ifreq(&self) -> libc::ifreq {
